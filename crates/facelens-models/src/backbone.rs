@@ -1,0 +1,194 @@
+//! Loading a backbone by name, path or `hf:` reference, and embedding faces with it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::VarBuilder;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ModelError, Result};
+use crate::hub::HubRef;
+use crate::mobilefacenet::{self, MobileFaceNet};
+use crate::onnx::{self, OnnxGraph};
+use crate::preprocess;
+use crate::weights::{self, Checkpoint, ParamLayout};
+use crate::zoo::{self, Arch, ModelSource, ModelSpec};
+
+/// Metadata keys written into imported checkpoints.
+pub const META_ARCH: &str = "facelens.arch";
+pub const META_CONFIG: &str = "facelens.config";
+pub const META_SOURCE: &str = "facelens.source";
+pub const META_SOURCE_SHA256: &str = "facelens.source_sha256";
+
+#[derive(Debug, Clone)]
+pub enum Backbone {
+    MobileFaceNet(MobileFaceNet),
+}
+
+impl Backbone {
+    pub fn new(arch: &Arch, vb: VarBuilder) -> candle_core::Result<Self> {
+        match arch {
+            Arch::MobileFaceNet(cfg) => Ok(Backbone::MobileFaceNet(MobileFaceNet::new(cfg, vb)?)),
+            Arch::IResNet { .. } => candle_core::bail!("iresnet backbones are not wired into Backbone yet"),
+        }
+    }
+
+    /// Every parameter the architecture expects, in forward order.
+    pub fn layout(arch: &Arch) -> Result<ParamLayout> {
+        ParamLayout::record(|vb| Backbone::new(arch, vb))
+    }
+}
+
+impl Module for Backbone {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Backbone::MobileFaceNet(m) => m.forward(xs),
+        }
+    }
+}
+
+/// A backbone together with its spec and the checked weights it was built from.
+pub struct FaceModel {
+    pub spec: ModelSpec,
+    pub backbone: Backbone,
+    pub checkpoint: Checkpoint,
+    pub weights_path: PathBuf,
+    pub device: Device,
+}
+
+impl FaceModel {
+    /// Loads `reference`: a zoo name (`w600k_mbf`), a `.safetensors` path, or
+    /// `hf:<org>/<repo>[@rev]/<file>`.
+    pub fn load(reference: &str, device: &Device) -> Result<Self> {
+        if reference.starts_with("hf:") {
+            let path = HubRef::parse(reference)?.resolve()?;
+            return Self::from_file(&path, ModelSource::Hub(reference.into()), reference, device);
+        }
+        let as_path = Path::new(reference);
+        if reference.ends_with(".safetensors") || as_path.is_file() {
+            return Self::from_file(as_path, ModelSource::File(as_path.into()), reference, device);
+        }
+        let spec = zoo::find(reference)?;
+        let path = zoo::setup_checkpoint(&spec)
+            .ok_or_else(|| ModelError::WeightsNotFetched { name: spec.name.clone(), path: PathBuf::new() })?;
+        if !path.is_file() {
+            return Err(ModelError::WeightsNotFetched { name: spec.name.clone(), path });
+        }
+        Self::with_spec(spec, &path, device)
+    }
+
+    /// Loads a checkpoint whose architecture is recorded in its metadata (or is the default's).
+    fn from_file(path: &Path, source: ModelSource, name: &str, device: &Device) -> Result<Self> {
+        let meta = weights::read_metadata(path)?;
+        let arch = arch_from_metadata(path, &meta)?;
+        // A checkpoint imported from the default model keeps the default's calibration.
+        let default = zoo::w600k_mbf();
+        let spec = if meta.get(META_SOURCE_SHA256).map(String::as_str) == default.sha256.as_deref() {
+            ModelSpec { source, ..default }
+        } else {
+            let dim = match &arch {
+                Arch::MobileFaceNet(c) => c.num_features,
+                Arch::IResNet { num_features, .. } => *num_features,
+            };
+            zoo::custom_spec(name.into(), arch, dim, source)
+        };
+        Self::with_spec(spec, path, device)
+    }
+
+    pub fn with_spec(spec: ModelSpec, path: &Path, device: &Device) -> Result<Self> {
+        let layout = Backbone::layout(&spec.arch)?;
+        let checkpoint = weights::load_checked(path, &layout, spec.arch.name())?;
+        let backbone = Backbone::new(&spec.arch, checkpoint.var_builder(device)?)?;
+        Ok(Self { spec, backbone, checkpoint, weights_path: path.to_path_buf(), device: device.clone() })
+    }
+
+    /// Raw embeddings of a normalised (N, 3, S, S) batch.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(self.backbone.forward(xs)?)
+    }
+
+    /// Raw embeddings of aligned HWC RGB u8 crops, `batch` at a time.
+    pub fn embed_crops(&self, crops: &[&[u8]], batch: usize) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(batch.max(1)) {
+            let xs = preprocess::batch_tensor(chunk, &self.spec, &self.device)?;
+            let emb = self.forward(&xs)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+            out.extend(emb);
+        }
+        Ok(out)
+    }
+}
+
+fn arch_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<Arch> {
+    let unknown = |reason: &str| ModelError::UnknownArchitecture { path: path.into(), reason: reason.into() };
+    match (meta.get(META_ARCH).map(String::as_str), meta.get(META_CONFIG)) {
+        (Some("mobilefacenet"), Some(cfg)) => serde_json::from_str::<mobilefacenet::Config>(cfg)
+            .map(Arch::MobileFaceNet)
+            .map_err(|e| unknown(&format!("bad `{META_CONFIG}` metadata: {e}"))),
+        (Some(other), _) => Err(unknown(&format!("unsupported architecture `{other}` in metadata"))),
+        (None, _) => Err(unknown("no `facelens.arch` metadata; import the model with `facelens import onnx`")),
+    }
+}
+
+/// What an ONNX import did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub tensors: usize,
+    pub parameters: usize,
+    pub source_sha256: String,
+    pub output: PathBuf,
+}
+
+/// Imports an ONNX backbone of architecture `arch` into a safetensors checkpoint at `out`.
+pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportReport> {
+    let bytes = std::fs::read(onnx_path).map_err(|e| ModelError::io(onnx_path, e))?;
+    let sha = hex(&Sha256::digest(&bytes));
+    let graph = OnnxGraph::from_bytes(onnx_path, &bytes)?;
+    let layout = Backbone::layout(arch)?;
+    let order = match Backbone::new(arch, VarBuilder::zeros(candle_core::DType::F32, &Device::Cpu))? {
+        Backbone::MobileFaceNet(m) => m.onnx_order(),
+    };
+    let tensors = onnx::map_by_order(&graph, arch.name(), &order, &layout.shapes())?;
+    let mut missing: Vec<String> =
+        layout.params.iter().map(|(n, _)| n.clone()).filter(|n| !tensors.iter().any(|(t, _, _)| t == n)).collect();
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(ModelError::MissingKeys { path: onnx_path.into(), names: missing });
+    }
+    for (name, _, data) in &tensors {
+        let bad = data.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(ModelError::NonFinite { path: onnx_path.into(), name: name.clone(), count: bad });
+        }
+    }
+    let config = match arch {
+        Arch::MobileFaceNet(c) => serde_json::to_string(c).unwrap_or_default(),
+        Arch::IResNet { .. } => String::new(),
+    };
+    let mut meta = BTreeMap::new();
+    meta.insert(META_ARCH.to_string(), arch.name().to_string());
+    meta.insert(META_CONFIG.to_string(), config);
+    meta.insert(
+        META_SOURCE.to_string(),
+        onnx_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+    );
+    meta.insert(META_SOURCE_SHA256.to_string(), sha.clone());
+    weights::save_atomic(out, &tensors, &meta)?;
+    Ok(ImportReport {
+        tensors: tensors.len(),
+        parameters: layout.num_parameters(),
+        source_sha256: sha,
+        output: out.to_path_buf(),
+    })
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

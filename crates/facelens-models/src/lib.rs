@@ -1,0 +1,24 @@
+//! Face-recognition backbones for facelens.
+//!
+//! * [`mobilefacenet`] and [`iresnet`]: candle modules with PyTorch/insightface parameter names.
+//! * [`zoo`]: named models with their preprocessing, so it is never guessed.
+//! * [`onnx`]: ONNX protobuf import into safetensors.
+//! * [`weights`]: strict checkpoint loading and atomic saving.
+//! * [`hub`]: `hf:` references resolved through the Hugging Face cache.
+//! * [`reverse`]: a frozen-network engine (fast forward and input-only vector-Jacobian
+//!   products) used by the saliency methods.
+
+pub mod backbone;
+pub mod error;
+pub mod hub;
+pub mod iresnet;
+pub mod mobilefacenet;
+pub mod onnx;
+pub mod preprocess;
+pub mod reverse;
+pub mod weights;
+pub mod zoo;
+
+pub use backbone::{Backbone, FaceModel};
+pub use error::{ModelError, Result};
+pub use zoo::{ModelSpec, ModelSource};

