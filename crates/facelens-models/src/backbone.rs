@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ModelError, Result};
 use crate::hub::HubRef;
+use crate::iresnet::{self, IResNet};
 use crate::mobilefacenet::{self, MobileFaceNet};
 use crate::onnx::{self, OnnxGraph};
 use crate::preprocess;
@@ -24,13 +25,14 @@ pub const META_SOURCE_SHA256: &str = "facelens.source_sha256";
 #[derive(Debug, Clone)]
 pub enum Backbone {
     MobileFaceNet(MobileFaceNet),
+    IResNet(IResNet),
 }
 
 impl Backbone {
     pub fn new(arch: &Arch, vb: VarBuilder) -> candle_core::Result<Self> {
         match arch {
             Arch::MobileFaceNet(cfg) => Ok(Backbone::MobileFaceNet(MobileFaceNet::new(cfg, vb)?)),
-            Arch::IResNet { .. } => candle_core::bail!("iresnet backbones are not wired into Backbone yet"),
+            Arch::IResNet(cfg) => Ok(Backbone::IResNet(IResNet::new(cfg, vb)?)),
         }
     }
 
@@ -44,6 +46,7 @@ impl Module for Backbone {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Backbone::MobileFaceNet(m) => m.forward(xs),
+            Backbone::IResNet(m) => m.forward(xs),
         }
     }
 }
@@ -87,11 +90,7 @@ impl FaceModel {
         let spec = if meta.get(META_SOURCE_SHA256).map(String::as_str) == default.sha256.as_deref() {
             ModelSpec { source, ..default }
         } else {
-            let dim = match &arch {
-                Arch::MobileFaceNet(c) => c.num_features,
-                Arch::IResNet { num_features, .. } => *num_features,
-            };
-            zoo::custom_spec(name.into(), arch, dim, source)
+            zoo::custom_spec(name.into(), arch, source)
         };
         Self::with_spec(spec, path, device)
     }
@@ -126,8 +125,14 @@ fn arch_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<Ar
         (Some("mobilefacenet"), Some(cfg)) => serde_json::from_str::<mobilefacenet::Config>(cfg)
             .map(Arch::MobileFaceNet)
             .map_err(|e| unknown(&format!("bad `{META_CONFIG}` metadata: {e}"))),
+        (Some("iresnet"), Some(cfg)) => serde_json::from_str::<iresnet::Config>(cfg)
+            .map(Arch::IResNet)
+            .map_err(|e| unknown(&format!("bad `{META_CONFIG}` metadata: {e}"))),
         (Some(other), _) => Err(unknown(&format!("unsupported architecture `{other}` in metadata"))),
-        (None, _) => Err(unknown("no `facelens.arch` metadata; import the model with `facelens import onnx`")),
+        // A plain arcface_torch / AdaFace state dict saved as safetensors: infer from its names.
+        (None, _) => iresnet::detect_config_file(path).map(Arch::IResNet).map_err(|_| {
+            unknown("no `facelens.arch` metadata and the tensor names match no known IResNet; import ONNX models with `facelens import onnx`")
+        }),
     }
 }
 
@@ -148,6 +153,13 @@ pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportRe
     let layout = Backbone::layout(arch)?;
     let order = match Backbone::new(arch, VarBuilder::zeros(candle_core::DType::F32, &Device::Cpu))? {
         Backbone::MobileFaceNet(m) => m.onnx_order(),
+        Backbone::IResNet(_) => {
+            return Err(ModelError::GraphMismatch {
+                path: onnx_path.into(),
+                arch: arch.name().into(),
+                reason: "ONNX import supports MobileFaceNet graphs; load IResNet state dicts saved as safetensors".into(),
+            })
+        }
     };
     let tensors = onnx::map_by_order(&graph, arch.name(), &order, &layout.shapes())?;
     let mut missing: Vec<String> =
@@ -164,7 +176,7 @@ pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportRe
     }
     let config = match arch {
         Arch::MobileFaceNet(c) => serde_json::to_string(c).unwrap_or_default(),
-        Arch::IResNet { .. } => String::new(),
+        Arch::IResNet(c) => serde_json::to_string(c).unwrap_or_default(),
     };
     let mut meta = BTreeMap::new();
     meta.insert(META_ARCH.to_string(), arch.name().to_string());

@@ -187,10 +187,21 @@ impl Module for Shortcut {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Shortcut::Identity => Ok(xs.clone()),
-            Shortcut::Subsample(s) => xs.max_pool2d_with_stride(1, *s),
+            Shortcut::Subsample(s) => subsample(xs, *s),
             Shortcut::Projection(conv, bn) => bn.forward(&conv.forward(xs)?),
         }
     }
+}
+
+/// Every `stride`-th row and column. Same values as `MaxPool2d(1, stride)`, but through
+/// `index_select`, because candle has no backward for pooling with kernel != stride.
+fn subsample(xs: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = xs.dims4()?;
+    let rows: Vec<u32> = (0..h as u32).step_by(stride).collect();
+    let cols: Vec<u32> = (0..w as u32).step_by(stride).collect();
+    let rows = Tensor::new(rows.as_slice(), xs.device())?;
+    let cols = Tensor::new(cols.as_slice(), xs.device())?;
+    xs.index_select(&rows, 2)?.index_select(&cols, 3)
 }
 
 /// Pre-activation basic block: BN -> conv3x3 -> BN -> PReLU -> conv3x3(stride) -> BN, plus shortcut.
@@ -278,7 +289,7 @@ pub struct IResNet {
 
 impl IResNet {
     pub fn new(config: &Config, vb: VarBuilder) -> Result<Self> {
-        if config.input_size == 0 || config.input_size % 16 != 0 {
+        if config.input_size < 16 || config.final_size() * 16 != config.input_size {
             candle_core::bail!("IResNet input size must be a positive multiple of 16, got {}", config.input_size);
         }
         let ada = config.flavour == Flavour::AdaFace;

@@ -119,7 +119,9 @@ pub fn load_checked(path: &Path, layout: &ParamLayout, arch: &str) -> Result<Che
         header.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default();
 
     let expected = layout.shapes();
-    let present: Vec<String> = st.names().into_iter().map(String::from).collect();
+    // PyTorch's BatchNorm step counters are bookkeeping, not weights: ignore them.
+    let present: Vec<String> =
+        st.names().into_iter().filter(|n| !n.ends_with(".num_batches_tracked")).map(String::from).collect();
     let mut missing: Vec<String> =
         layout.params.iter().map(|(n, _)| n.clone()).filter(|n| !present.contains(n)).collect();
     let mut unexpected: Vec<String> = present.iter().filter(|n| !expected.contains_key(*n)).cloned().collect();

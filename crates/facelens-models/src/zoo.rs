@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{ModelError, Result};
-use crate::mobilefacenet;
+use crate::{iresnet, mobilefacenet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ColourOrder {
@@ -20,14 +20,21 @@ pub enum ColourOrder {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Arch {
     MobileFaceNet(mobilefacenet::Config),
-    IResNet { layers: [usize; 4], num_features: usize },
+    IResNet(iresnet::Config),
 }
 
 impl Arch {
     pub fn name(&self) -> &'static str {
         match self {
             Arch::MobileFaceNet(_) => "mobilefacenet",
-            Arch::IResNet { .. } => "iresnet",
+            Arch::IResNet(_) => "iresnet",
+        }
+    }
+
+    pub fn embedding_dim(&self) -> usize {
+        match self {
+            Arch::MobileFaceNet(c) => c.num_features,
+            Arch::IResNet(c) => c.num_features,
         }
     }
 }
@@ -106,15 +113,24 @@ pub fn find(name: &str) -> Result<ModelSpec> {
     })
 }
 
-/// A spec for a user-supplied checkpoint of a known architecture (insightface
-/// preprocessing: RGB, (x - 127.5) / 127.5). No calibrated threshold.
-pub fn custom_spec(name: String, arch: Arch, embedding_dim: usize, source: ModelSource) -> ModelSpec {
+/// A spec for a user-supplied checkpoint of a known architecture: insightface
+/// preprocessing `(x - 127.5) / 127.5`, RGB, except AdaFace models, which were trained on
+/// BGR input. No calibrated threshold.
+pub fn custom_spec(name: String, arch: Arch, source: ModelSource) -> ModelSpec {
+    let colour = match &arch {
+        Arch::IResNet(c) if c.flavour == iresnet::Flavour::AdaFace => ColourOrder::Bgr,
+        _ => ColourOrder::Rgb,
+    };
+    let input_size = match &arch {
+        Arch::MobileFaceNet(c) => c.input_size,
+        Arch::IResNet(c) => c.input_size,
+    };
     ModelSpec {
         name,
+        embedding_dim: arch.embedding_dim(),
         arch,
-        embedding_dim,
-        input_size: 112,
-        colour: ColourOrder::Rgb,
+        input_size,
+        colour,
         mean: [127.5; 3],
         std: [127.5; 3],
         licence: "as published by the checkpoint's authors".into(),

@@ -155,7 +155,7 @@ fn real_w600k_mbf_vjp_matches_autograd() {
         return;
     };
     let model = FaceModel::load(ckpt.to_str().unwrap(), &Device::Cpu).unwrap();
-    let facelens_models::Backbone::MobileFaceNet(m) = &model.backbone;
+    let facelens_models::Backbone::MobileFaceNet(m) = &model.backbone else { panic!("w600k_mbf is a MobileFaceNet") };
     let net = Net::from_mobilefacenet(m).unwrap();
     let x = facelens_models::preprocess::normalise_chw(&reference.images[0], &model.spec).unwrap();
     let tape = net.tape(&x);
@@ -169,5 +169,56 @@ fn real_w600k_mbf_vjp_matches_autograd() {
         let err = max_rel(&ours[k * r.len()..(k + 1) * r.len()], r);
         eprintln!("w600k_mbf row {k}: relative error vs candle autograd {err:.2e}");
         assert!(err < 1e-4);
+    }
+}
+
+fn tiny_iresnet(flavour: facelens_models::iresnet::Flavour, seed: u64) -> facelens_models::iresnet::IResNet {
+    use facelens_models::iresnet::{Config as IrConfig, IResNet};
+    let dev = Device::Cpu;
+    dev.set_seed(seed).ok();
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+    // Build once to create the variables, randomise BatchNorm statistics, then build again.
+    let cfg = IrConfig::tiny().with_flavour(flavour);
+    IResNet::new(&cfg, vb.clone()).unwrap();
+    for (name, var) in map.data().lock().unwrap().iter() {
+        let t = var.as_tensor();
+        if name.ends_with("running_var") {
+            var.set(&t.rand_like(0.5, 2.0).unwrap()).unwrap();
+        } else if name.ends_with("running_mean") || name.ends_with("bias") {
+            var.set(&t.rand_like(-0.3, 0.3).unwrap()).unwrap();
+        } else if name.ends_with("bn1.weight") || name.ends_with("bn2.weight") || name.ends_with("bn3.weight") {
+            var.set(&t.rand_like(0.5, 1.5).unwrap()).unwrap();
+        }
+    }
+    IResNet::new(&cfg, vb).unwrap()
+}
+
+#[test]
+fn iresnet_lowering_matches_candle_forward_and_autograd() {
+    use facelens_models::iresnet::Flavour;
+    for (i, flavour) in [Flavour::ArcFace, Flavour::AdaFace].into_iter().enumerate() {
+        let m = tiny_iresnet(flavour, 20 + i as u64);
+        let net = Net::from_iresnet(&m).unwrap();
+        let s = m.config.input_size;
+        let x = image(30 + i as u64, s);
+        let theirs: Vec<f32> = m
+            .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &Device::Cpu).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let tape = net.tape(&x);
+        let err = max_rel(tape.output(), &theirs);
+        assert!(err < 1e-4, "{flavour:?}: forward relative error {err}");
+        let d = net.output_dim();
+        let seeds: Vec<Vec<f32>> = (0..3).map(|k| image(200 + k, 16)[..d].to_vec()).collect();
+        let flat: Vec<f32> = seeds.iter().flatten().copied().collect();
+        let ours = net.vjp(&tape, &flat, seeds.len());
+        for (k, r) in autograd_rows(&m, &x, s, &seeds).iter().enumerate() {
+            let err = max_rel(&ours[k * r.len()..(k + 1) * r.len()], r);
+            assert!(err < 1e-4, "{flavour:?} row {k}: relative error {err} against candle autograd");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! [`Net::vjp`] pushes a batch of output seeds back to the input through that graph only.
 //! It is checked against candle's autograd and finite differences in the tests.
 
+mod iresnet;
 mod kernels;
 mod mbf;
 
@@ -45,6 +46,8 @@ impl BufShape {
 }
 
 /// Op `i` writes buffer `i + 1`.
+///
+/// Built from a loaded backbone with [`Net::from_backbone`].
 #[derive(Debug, Clone)]
 pub struct Net {
     pub input: BufShape,
@@ -67,6 +70,14 @@ impl Tape {
 impl Net {
     pub fn new(input: BufShape) -> Self {
         Self { input, ops: Vec::new(), shapes: vec![input] }
+    }
+
+    /// Lowers any supported backbone.
+    pub fn from_backbone(b: &crate::Backbone) -> candle_core::Result<Net> {
+        match b {
+            crate::Backbone::MobileFaceNet(m) => Net::from_mobilefacenet(m),
+            crate::Backbone::IResNet(m) => Net::from_iresnet(m),
+        }
     }
 
     pub fn last(&self) -> usize {

@@ -1,0 +1,15 @@
+//! Evaluation for facelens: the LFW-style verification protocol (10-fold accuracy, EER, TAR@FAR,
+//! ROC; DESIGN §5) and curve metrics used by the Deletion/Insertion benchmark (DESIGN §8).
+//!
+//! Inputs are plain slices of scores and labels, so the crate is independent of any model code.
+
+pub mod error;
+pub mod metrics;
+pub mod verification;
+
+pub use error::{EvalError, Result};
+pub use metrics::trapezoid_auc;
+pub use verification::{
+    accuracy_at, best_threshold, candidate_thresholds, eer, evaluate, kfold_accuracy, roc_curve,
+    tar_at_far, Eer, KFoldAccuracy, RocPoint, TarAtFar, VerificationReport, REPORTED_FARS,
+};

@@ -1,0 +1,84 @@
+//! Lowering a candle IResNet into a [`Net`].
+
+use candle_core::{Result, Tensor};
+
+use super::{BufShape, ConvGeom, Net, Op};
+use crate::iresnet::{FrozenBatchNorm, IBasicBlock, IResNet, Shortcut};
+use crate::mobilefacenet::ConvLayer;
+
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()
+}
+
+impl Net {
+    pub fn from_iresnet(m: &IResNet) -> Result<Net> {
+        let s = m.config.input_size;
+        let mut net = Net::new(BufShape { c: 3, h: s, w: s });
+        let x = conv(&mut net, &m.conv1, 0)?;
+        let x = affine(&mut net, &m.bn1, x)?;
+        let mut x = net.push(Op::PRelu { input: x, slope: values(m.prelu.weight())? });
+        for block in m.stages.iter().flatten() {
+            x = basic_block(&mut net, block, x)?;
+        }
+        let x = affine(&mut net, &m.bn2, x)?;
+        // fc then the eval-mode BatchNorm1d `features` fold into one dense layer.
+        let w = values(m.fc.weight())?;
+        let b = match m.fc.bias() {
+            Some(b) => values(b)?,
+            None => vec![0.0; m.config.num_features],
+        };
+        let (scale, shift) = (values(&m.features.scale)?, values(&m.features.shift)?);
+        let out = m.config.num_features;
+        let d = w.len() / out;
+        let weight = (0..out * d).map(|i| w[i] * scale[i / d]).collect();
+        let bias = (0..out).map(|o| b[o] * scale[o] + shift[o]).collect();
+        net.push(Op::Dense { input: x, weight, bias, out });
+        Ok(net)
+    }
+}
+
+fn conv(net: &mut Net, c: &ConvLayer, x: usize) -> Result<usize> {
+    let shape = net.shapes[x];
+    let geom = ConvGeom {
+        cin: c.in_channels,
+        cout: c.out_channels,
+        k: c.kernel,
+        stride: c.stride,
+        pad: c.padding,
+        groups: c.groups,
+        h: shape.h,
+        w: shape.w,
+    };
+    let bias = match c.conv.bias() {
+        Some(b) => values(b)?,
+        None => vec![0.0; c.out_channels],
+    };
+    Ok(net.push(Op::Conv { input: x, geom, weight: values(c.conv.weight())?, bias }))
+}
+
+fn affine(net: &mut Net, bn: &FrozenBatchNorm, x: usize) -> Result<usize> {
+    Ok(net.push(Op::Affine { input: x, scale: values(&bn.scale)?, shift: values(&bn.shift)? }))
+}
+
+fn basic_block(net: &mut Net, b: &IBasicBlock, x: usize) -> Result<usize> {
+    let y = affine(net, &b.bn1, x)?;
+    let y = conv(net, &b.conv1, y)?;
+    let y = affine(net, &b.bn2, y)?;
+    let y = net.push(Op::PRelu { input: y, slope: values(b.prelu.weight())? });
+    let y = conv(net, &b.conv2, y)?;
+    let y = affine(net, &b.bn3, y)?;
+    let skip = match &b.shortcut {
+        Shortcut::Identity => x,
+        Shortcut::Subsample(stride) => {
+            // Keep every stride-th pixel: a depthwise 1x1 convolution with unit weights.
+            let shape = net.shapes[x];
+            let geom = ConvGeom { cin: shape.c, cout: shape.c, k: 1, stride: *stride, pad: 0, groups: shape.c, h: shape.h, w: shape.w };
+            net.push(Op::Conv { input: x, geom, weight: vec![1.0; shape.c], bias: vec![0.0; shape.c] })
+        }
+        Shortcut::Projection(c, bn) => {
+            let s = conv(net, c, x)?;
+            affine(net, bn, s)?
+        }
+    };
+    Ok(net.push(Op::Add { a: y, b: skip }))
+}
