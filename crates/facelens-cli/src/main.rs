@@ -1,1 +1,53 @@
-fn main() {}
+//! `facelens`: explainable face recognition from the command line.
+
+mod cmd;
+mod device;
+mod faces;
+mod output;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "facelens", version, about = "Explainable face recognition: embed, verify, explain, evaluate")]
+struct Cli {
+    /// Compute device: auto, cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a model file into a facelens safetensors checkpoint.
+    #[command(subcommand)]
+    Import(cmd::import::ImportCommand),
+    /// Embed faces and write the raw embeddings to a safetensors file.
+    Embed(cmd::embed::EmbedArgs),
+    /// Compare two faces: cosine score, threshold, decision.
+    Verify(cmd::verify::VerifyArgs),
+    /// Explain a verification decision with similarity and dissimilarity maps.
+    Explain(cmd::explain::ExplainArgs),
+    /// Align faces onto the 112x112 ArcFace template.
+    Align(cmd::align::AlignArgs),
+    /// Evaluate a model on a benchmark.
+    #[command(subcommand)]
+    Eval(cmd::eval::EvalCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = device::select(&cli.device).and_then(|device| match cli.command {
+        Command::Import(c) => cmd::import::run(c),
+        Command::Embed(a) => cmd::embed::run(a, &device),
+        Command::Verify(a) => cmd::verify::run(a, &device),
+        Command::Explain(a) => cmd::explain::run(a, &device),
+        Command::Align(a) => cmd::align::run(a),
+        Command::Eval(c) => cmd::eval::run(c, &device),
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -58,6 +58,8 @@ pub struct FaceModel {
     pub checkpoint: Checkpoint,
     pub weights_path: PathBuf,
     pub device: Device,
+    /// The lowered inference graph, built on first use (CPU fast path).
+    net: std::sync::OnceLock<crate::reverse::Net>,
 }
 
 impl FaceModel {
@@ -99,7 +101,14 @@ impl FaceModel {
         let layout = Backbone::layout(&spec.arch)?;
         let checkpoint = weights::load_checked(path, &layout, spec.arch.name())?;
         let backbone = Backbone::new(&spec.arch, checkpoint.var_builder(device)?)?;
-        Ok(Self { spec, backbone, checkpoint, weights_path: path.to_path_buf(), device: device.clone() })
+        Ok(Self {
+            spec,
+            backbone,
+            checkpoint,
+            weights_path: path.to_path_buf(),
+            device: device.clone(),
+            net: std::sync::OnceLock::new(),
+        })
     }
 
     /// Raw embeddings of a normalised (N, 3, S, S) batch.
@@ -107,13 +116,47 @@ impl FaceModel {
         Ok(self.backbone.forward(xs)?)
     }
 
+    /// The backbone lowered to the frozen-network engine (built once).
+    pub fn net(&self) -> Result<&crate::reverse::Net> {
+        if let Some(n) = self.net.get() {
+            return Ok(n);
+        }
+        let net = crate::reverse::Net::from_backbone(&self.backbone)?;
+        Ok(self.net.get_or_init(|| net))
+    }
+
+    /// Raw embeddings `[n][D]` of `n` normalised NCHW images. On CPU this runs the
+    /// lowered graph (GEMM-based, several times faster than candle's grouped convolutions);
+    /// elsewhere the candle module.
+    pub fn embed_normalised(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        if self.device.is_cpu() {
+            return Ok(self.net()?.forward(images, n));
+        }
+        let s = self.spec.input_size;
+        let xs = Tensor::from_vec(images.to_vec(), (n, 3, s, s), &self.device)?;
+        Ok(self.forward(&xs)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?)
+    }
+
     /// Raw embeddings of aligned HWC RGB u8 crops, `batch` at a time.
     pub fn embed_crops(&self, crops: &[&[u8]], batch: usize) -> Result<Vec<Vec<f32>>> {
+        let d = self.spec.embedding_dim;
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(batch.max(1)) {
+            let mut xs = Vec::with_capacity(chunk.len() * 3 * self.spec.input_size.pow(2));
+            for crop in chunk {
+                xs.extend(preprocess::normalise_chw(crop, &self.spec)?);
+            }
+            out.extend(self.embed_normalised(&xs, chunk.len())?.chunks(d).map(|c| c.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Raw embeddings through the candle module, whatever the device (reference path).
+    pub fn embed_crops_candle(&self, crops: &[&[u8]], batch: usize) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(crops.len());
         for chunk in crops.chunks(batch.max(1)) {
             let xs = preprocess::batch_tensor(chunk, &self.spec, &self.device)?;
-            let emb = self.forward(&xs)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-            out.extend(emb);
+            out.extend(self.forward(&xs)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?);
         }
         Ok(out)
     }

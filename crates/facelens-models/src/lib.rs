@@ -9,6 +9,7 @@
 //!   products) used by the saliency methods.
 
 pub mod backbone;
+pub mod detect;
 pub mod error;
 pub mod hub;
 pub mod iresnet;
@@ -16,6 +17,7 @@ pub mod mobilefacenet;
 pub mod onnx;
 pub mod preprocess;
 pub mod reverse;
+pub mod scrfd;
 pub mod weights;
 pub mod zoo;
 

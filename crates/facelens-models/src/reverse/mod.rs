@@ -103,9 +103,9 @@ impl Net {
 
     /// Embeddings of `b` images given as NCHW `[b][C][H][W]`; returns `[b][D]`.
     pub fn forward(&self, images: &[f32], b: usize) -> Vec<f32> {
-        let buffers = self.run(nchw_to_cbp(images, self.input, b), b, false);
+        let buffers = self.run(batch_innermost(images, self.input, b), b, false);
         let out = buffers.last().expect("net has an output");
-        cbp_to_nchw(out, self.shapes[self.last()], b)
+        batch_outermost(out, self.shapes[self.last()], b)
     }
 
     /// Forward pass of one CHW image, keeping every activation.
@@ -148,11 +148,10 @@ impl Net {
                 }
                 Op::Add { a, b: bb } => bufs[*a].iter().zip(&bufs[*bb]).map(|(x, y)| x + y).collect(),
                 Op::Dense { input, weight, bias, out } => {
-                    let shape = self.shapes[*input];
-                    let flat = cbp_to_nchw(&bufs[*input], shape, b); // [b][C*H*W]
-                    let d = shape.numel();
+                    // The input viewed as [C*H*W][b] is already the flattened batch.
+                    let d = self.shapes[*input].numel();
                     let mut y = vec![0f32; out * b]; // [out][b]
-                    kernels::matmul(*out, b, d, weight, d, 1, &flat, 1, d, &mut y, false);
+                    kernels::matmul(*out, b, d, weight, d, 1, &bufs[*input], b, 1, &mut y, false);
                     for (o, row) in y.chunks_mut(b).enumerate() {
                         row.iter_mut().for_each(|v| *v += bias[o]);
                     }
@@ -174,6 +173,15 @@ impl Net {
     /// Vector-Jacobian products: for `r` seed rows `[r][D]` at the output, returns the
     /// input gradients `[r][C][H][W]` of the taped image. Only input gradients are formed.
     pub fn vjp(&self, tape: &Tape, seeds: &[f32], r: usize) -> Vec<f32> {
+        self.vjp_to(tape, seeds, r, 0)
+    }
+
+    /// Like [`Net::vjp`], but stops at buffer `target` and returns the gradient there,
+    /// `[r][C][H][W]` (Grad-CAM needs the gradient at the last feature map, not the input).
+    /// Every op that reads `target` comes after the op that writes it, so the reverse
+    /// sweep can end there with the gradient complete. It is the partial derivative with
+    /// the other buffers held fixed: a residual skip around `target` is not part of it.
+    pub fn vjp_to(&self, tape: &Tape, seeds: &[f32], r: usize, target: usize) -> Vec<f32> {
         let n = self.shapes.len();
         let mut grads: Vec<Option<Vec<f32>>> = vec![None; n];
         // Output buffer is a vector: layout [D][r] (channel-major).
@@ -185,7 +193,7 @@ impl Net {
             }
         }
         grads[n - 1] = Some(gout);
-        for (i, op) in self.ops.iter().enumerate().rev() {
+        for (i, op) in self.ops.iter().enumerate().skip(target).rev() {
             let Some(gy) = grads[i + 1].take() else { continue };
             match op {
                 Op::Conv { input, geom, weight, .. } => {
@@ -193,18 +201,16 @@ impl Net {
                     accumulate(&mut grads[*input], gx);
                 }
                 Op::PRelu { input, slope } => {
-                    let shape = self.shapes[*input];
-                    let plane = shape.plane();
+                    let plane = self.shapes[*input].plane();
                     let x = &tape.buffers[*input];
                     let mut gx = gy;
+                    // The taped activation has b = 1: one sign per (c, p), shared by the r rows.
                     gx.par_chunks_mut(plane * r).enumerate().for_each(|(c, ch)| {
                         let xs = &x[c * plane..(c + 1) * plane];
                         let s = slope[c];
-                        for rows in ch.chunks_mut(plane) {
-                            for (g, &xv) in rows.iter_mut().zip(xs) {
-                                if xv < 0.0 {
-                                    *g *= s;
-                                }
+                        for (rows, &xv) in ch.chunks_mut(r).zip(xs) {
+                            if xv < 0.0 {
+                                rows.iter_mut().for_each(|g| *g *= s);
                             }
                         }
                     });
@@ -221,17 +227,28 @@ impl Net {
                     accumulate(&mut grads[*a], gy);
                 }
                 Op::Dense { input, weight, out, .. } => {
-                    let shape = self.shapes[*input];
-                    let dd = shape.numel();
-                    // gx[r][dd] = gy^T[r][out] * W[out][dd]; gy is [out][r].
-                    let mut flat = vec![0f32; r * dd];
-                    kernels::matmul(r, dd, *out, &gy, 1, r, weight, dd, 1, &mut flat, false);
-                    accumulate(&mut grads[*input], nchw_to_cbp(&flat, shape, r));
+                    let dd = self.shapes[*input].numel();
+                    // gx[dd][r] = W^T[dd][out] * gy[out][r]: directly in [C][H*W][r] layout.
+                    let mut gx = vec![0f32; dd * r];
+                    kernels::matmul(dd, r, *out, weight, 1, dd, &gy, r, 1, &mut gx, false);
+                    accumulate(&mut grads[*input], gx);
                 }
             }
         }
-        let g = grads[0].take().unwrap_or_else(|| vec![0f32; self.input.numel() * r]);
-        cbp_to_nchw(&g, self.input, r)
+        let shape = self.shapes[target];
+        let g = grads[target].take().unwrap_or_else(|| vec![0f32; shape.numel() * r]);
+        batch_outermost(&g, shape, r)
+    }
+
+    /// The taped activation of `buffer` for one image, `[C][H][W]`.
+    pub fn activation<'t>(&self, tape: &'t Tape, buffer: usize) -> &'t [f32] {
+        &tape.buffers[buffer]
+    }
+
+    /// The last buffer with spatial size `h x w` (e.g. the last 7x7 feature map of a
+    /// 112-px backbone), if any.
+    pub fn last_buffer_with_spatial(&self, h: usize, w: usize) -> Option<usize> {
+        self.shapes.iter().rposition(|s| s.h == h && s.w == w)
     }
 }
 
@@ -251,25 +268,25 @@ fn accumulate(slot: &mut Option<Vec<f32>>, g: Vec<f32>) {
     }
 }
 
-/// `[b][C][P]` -> `[C][b][P]`.
-pub fn nchw_to_cbp(x: &[f32], s: BufShape, b: usize) -> Vec<f32> {
-    let p = s.plane();
+/// `[b][C][P]` -> `[C][P][b]`.
+pub fn batch_innermost(x: &[f32], s: BufShape, b: usize) -> Vec<f32> {
+    let n = s.numel();
     let mut out = vec![0f32; x.len()];
-    for bi in 0..b {
-        for c in 0..s.c {
-            out[(c * b + bi) * p..(c * b + bi + 1) * p].copy_from_slice(&x[(bi * s.c + c) * p..(bi * s.c + c + 1) * p]);
+    for (bi, img) in x.chunks_exact(n).enumerate().take(b) {
+        for (j, v) in img.iter().enumerate() {
+            out[j * b + bi] = *v;
         }
     }
     out
 }
 
-/// `[C][b][P]` -> `[b][C][P]`.
-pub fn cbp_to_nchw(x: &[f32], s: BufShape, b: usize) -> Vec<f32> {
-    let p = s.plane();
+/// `[C][P][b]` -> `[b][C][P]`.
+pub fn batch_outermost(x: &[f32], s: BufShape, b: usize) -> Vec<f32> {
+    let n = s.numel();
     let mut out = vec![0f32; x.len()];
-    for bi in 0..b {
-        for c in 0..s.c {
-            out[(bi * s.c + c) * p..(bi * s.c + c + 1) * p].copy_from_slice(&x[(c * b + bi) * p..(c * b + bi + 1) * p]);
+    for (j, run) in x.chunks_exact(b).enumerate().take(n) {
+        for (bi, v) in run.iter().enumerate() {
+            out[bi * n + j] = *v;
         }
     }
     out

@@ -1,0 +1,157 @@
+//! `facelens-bench`: timings for `benches/run.sh`, printed as JSON lines so the script can put
+//! them in one table next to onnxruntime and PyTorch measured in the same run.
+//!
+//! * `embed`: embedding throughput at the given batch sizes.
+//! * `fggb`: FGGB per pair on a list of aligned pairs (`pathA pathB` per line); writes
+//!   `<i>.safetensors` maps in the same format as `benches/python/fggb_torch.py`.
+//! * `rows`: FGGB time per pair as a function of Jacobian rows per pass.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use facelens_models::FaceModel;
+use facelens_saliency::{Explainer, FacePair, Fggb, NetEngine};
+
+#[derive(Parser)]
+struct Cli {
+    #[arg(long, default_value = "w600k_mbf")]
+    model: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Embed {
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        batch: Vec<usize>,
+        /// Seconds to spend per batch size.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    Fggb {
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        tau: f32,
+        #[arg(long)]
+        rows: Option<usize>,
+        /// Only the first N pairs.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    Rows {
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
+        rows: Vec<usize>,
+    },
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn read_pairs(path: &PathBuf, model: &FaceModel) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Paths are relative to the pair list's folder.
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let load = |p: &str| -> Result<Vec<f32>> {
+        let img = facelens_data::decode_image(&dir.join(p))?;
+        Ok(facelens_models::preprocess::normalise_chw(img.as_raw(), &model.spec)?)
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let mut it = l.split_whitespace();
+            match (it.next(), it.next()) {
+                (Some(a), Some(b)) => Ok((load(a)?, load(b)?)),
+                _ => anyhow::bail!("{}:{}: expected `pathA pathB`", path.display(), i + 1),
+            }
+        })
+        .collect()
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let model = FaceModel::load(&cli.model, &Device::Cpu)?;
+    let threads = rayon::current_num_threads();
+    match cli.cmd {
+        Cmd::Embed { batch, seconds } => {
+            let s = model.spec.input_size;
+            for b in batch {
+                let x: Vec<f32> = (0..b * 3 * s * s).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+                model.embed_normalised(&x, b)?; // warm-up
+                let mut times = Vec::new();
+                let t0 = Instant::now();
+                while t0.elapsed().as_secs_f64() < seconds || times.len() < 3 {
+                    let t = Instant::now();
+                    model.embed_normalised(&x, b)?;
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                let m = median(&mut times);
+                println!(
+                    "{}",
+                    serde_json::json!({"impl": "facelens", "threads": threads, "batch": b, "ms_per_batch": m * 1e3, "images_per_s": b as f64 / m})
+                );
+            }
+        }
+        Cmd::Fggb { pairs, out, tau, rows, limit } => {
+            let mut pairs = read_pairs(&pairs, &model)?;
+            if let Some(n) = limit {
+                pairs.truncate(n);
+            }
+            let engine = NetEngine::new(model.net()?.clone(), rows);
+            let fggb = Fggb::default();
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut times = Vec::new();
+            for (i, (a, b)) in pairs.iter().enumerate() {
+                let t = Instant::now();
+                let e = fggb.explain(&engine, FacePair { a, b }, tau)?;
+                let dt = t.elapsed().as_secs_f64();
+                if i > 0 || pairs.len() == 1 {
+                    times.push(dt);
+                }
+                if let Some(dir) = &out {
+                    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+                        e.maps.named().iter().map(|(n, m)| (n.to_string(), vec![112, 112], (*m).clone())).collect();
+                    let mut meta = BTreeMap::new();
+                    meta.insert("score".to_string(), e.score.to_string());
+                    facelens_models::weights::save_atomic(&dir.join(format!("{i}.safetensors")), &tensors, &meta)?;
+                }
+            }
+            let all = times.clone();
+            println!(
+                "{}",
+                serde_json::json!({"impl": "facelens", "threads": threads, "rows_per_pass": engine_rows(&engine), "pairs": pairs.len(),
+                    "seconds_per_pair_median": median(&mut times), "seconds_per_pair_all": all})
+            );
+        }
+        Cmd::Rows { pairs, rows } => {
+            let pairs = read_pairs(&pairs, &model)?;
+            let (a, b) = &pairs[0];
+            for r in rows {
+                let engine = NetEngine::new(model.net()?.clone(), Some(r));
+                let t = Instant::now();
+                Fggb::default().explain(&engine, FacePair { a, b }, 0.2)?;
+                println!("{}", serde_json::json!({"impl": "facelens", "threads": threads, "rows_per_pass": r, "seconds_per_pair": t.elapsed().as_secs_f64()}));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn engine_rows(e: &NetEngine) -> usize {
+    use facelens_saliency::GradientEngine;
+    e.rows_per_pass()
+}

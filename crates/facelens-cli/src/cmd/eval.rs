@@ -1,0 +1,133 @@
+//! `facelens eval verify`: the LFW View-2 10-fold protocol.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use facelens_data::FaceSource;
+use rayon::prelude::*;
+
+use crate::faces::{FaceArgs, FaceLoader};
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// 10-fold verification accuracy, EER and TAR@FAR on a pair list (LFW View-2 format).
+    Verify(VerifyEvalArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyEvalArgs {
+    /// Pair list in LFW View-2 `pairs.txt` format.
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Folder holding `<Name>/<Name>_NNNN.jpg`.
+    #[arg(long)]
+    pub images: PathBuf,
+    #[arg(long, default_value = facelens_models::zoo::DEFAULT_MODEL)]
+    pub model: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Per-pair scores (fold, genuine, a, b, score) as CSV.
+    #[arg(long, default_value = "verify-scores.csv")]
+    pub scores: PathBuf,
+    /// Full report (folds, ROC points) as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Images embedded per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub faces: FaceArgs,
+}
+
+pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
+    let EvalCommand::Verify(a) = cmd;
+    let t0 = Instant::now();
+    let pairs = facelens_data::load_pairs(&a.pairs)?;
+    facelens_data::check_pair_images(&pairs, &a.pairs, &a.images)?;
+    let model = super::load_model(&a.model, device)?;
+    let mut face_args = a.faces.clone();
+    face_args.images_root.get_or_insert(a.images.clone());
+    let mut loader = FaceLoader::new(&face_args)?;
+    loader.black_for_nodet = true;
+
+    let files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect::<BTreeSet<_>>().into_iter().collect();
+    let bar = crate::progress::bar(files.len() as u64, "embedding");
+    let mut embeddings: HashMap<PathBuf, Vec<f32>> = HashMap::with_capacity(files.len());
+    let mut black = Vec::new();
+    let d = model.spec.embedding_dim;
+    // Decode and align one batch in parallel, embed it, drop the crops: bounded memory.
+    for chunk in files.chunks(a.batch.max(1)) {
+        let faces: Vec<_> = chunk
+            .par_iter()
+            .map(|rel| loader.load_face(&a.images.join(rel)).with_context(|| format!("loading {}", rel.display())))
+            .collect::<Result<_>>()?;
+        for (rel, f) in chunk.iter().zip(&faces) {
+            if f.source == FaceSource::BlackNoDetection {
+                black.push(rel.display().to_string());
+            }
+        }
+        let raws: Vec<&[u8]> = faces.iter().map(|f| f.image.as_raw().as_slice()).collect();
+        let emb = model.embed_crops(&raws, raws.len())?;
+        for (rel, e) in chunk.iter().zip(emb) {
+            debug_assert_eq!(e.len(), d);
+            embeddings.insert(rel.clone(), e);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let embed_s = t0.elapsed().as_secs_f64();
+
+    let scores: Vec<f32> =
+        pairs.iter().map(|p| facelens_models::preprocess::cosine(&embeddings[&p.a], &embeddings[&p.b])).collect();
+    let genuine: Vec<bool> = pairs.iter().map(|p| p.genuine).collect();
+    let folds: Vec<usize> = pairs.iter().map(|p| p.fold).collect();
+    let report = facelens_eval::evaluate(&scores, &genuine, &folds)?;
+
+    let mut csv = String::from("fold,genuine,a,b,score\n");
+    for (p, s) in pairs.iter().zip(&scores) {
+        csv.push_str(&format!("{},{},{},{},{s:.6}\n", p.fold, p.genuine as u8, p.a.display(), p.b.display()));
+    }
+    crate::output::write_atomic(&a.scores, csv.as_bytes())?;
+    if let Some(path) = &a.report {
+        crate::output::write_json(path, &report)?;
+    }
+    let summary = serde_json::json!({
+        "accuracy_mean": report.accuracy_mean,
+        "accuracy_std": report.accuracy_std,
+        "eer": report.eer,
+        "eer_threshold": report.eer_threshold,
+        "best_threshold": report.best_threshold,
+        "tar_at_far": report.tar_at_far,
+        "pairs": report.pairs,
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{} images in {embed_s:.1} s ({:.1} images/s, decode+align+embed), {} black (no detection): {}",
+        files.len(),
+        files.len() as f64 / embed_s,
+        black.len(),
+        black.join(", ")
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{}: accuracy {:.2} ± {:.2} %  EER {:.2} % (t={:.4})  best threshold {:.4}  TAR@FAR1e-3 {:.4}  TAR@FAR1e-2 {:.4}  [{} pairs, {wall:.1} s]",
+            model.spec.name,
+            100.0 * report.accuracy_mean,
+            100.0 * report.accuracy_std,
+            100.0 * report.eer,
+            report.eer_threshold,
+            report.best_threshold,
+            report.tar_at_far.get("0.001").copied().unwrap_or(f64::NAN),
+            report.tar_at_far.get("0.01").copied().unwrap_or(f64::NAN),
+            report.pairs
+        );
+    }
+    Ok(())
+}

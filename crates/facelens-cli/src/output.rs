@@ -1,0 +1,31 @@
+//! Writing result files: atomically, so an interrupted run never leaves a partial file.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    facelens_data::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Encodes an RGB image as PNG and writes it atomically.
+pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png).with_context(|| format!("cannot encode {}", path.display()))?;
+    write_atomic(path, &buf.into_inner())
+}
+
+/// Named f32 tensors (with shapes) plus string metadata, as safetensors, atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    facelens_models::weights::save_atomic(path, tensors, metadata).with_context(|| format!("cannot write {}", path.display()))
+}
