@@ -1,0 +1,209 @@
+//! End-to-end tests of the `facelens` binary on real LFW faces (skipped, with a note, when
+//! `../shared` is absent).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = repo().join("../shared");
+    p.join("data/lfw/landmarks.csv").is_file().then_some(p)
+}
+
+/// A checkpoint folder with the default model: the one setup made, else imported here.
+fn checkpoints() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let ours = repo().join("checkpoints");
+        if ours.join("w600k_mbf.safetensors").is_file() {
+            return Some(ours);
+        }
+        let shared = shared()?;
+        let dir = std::env::temp_dir().join(format!("facelens-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::write(dir.join("MANIFEST.toml"), "").ok()?;
+        let out = facelens(&dir, &["import", "onnx", shared.join("models/w600k_mbf.onnx").to_str()?, "--out", dir.join("w600k_mbf.safetensors").to_str()?]);
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        Some(dir)
+    })
+    .clone()
+}
+
+fn facelens(checkpoints: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facelens"))
+        .args(args)
+        .env("FACELENS_CHECKPOINTS", checkpoints)
+        .env("CI", "1")
+        .output()
+        .expect("run facelens")
+}
+
+fn lfw(rel: &str) -> String {
+    shared().unwrap().join("data/lfw/images").join(rel).display().to_string()
+}
+
+fn landmarks() -> String {
+    shared().unwrap().join("data/lfw/landmarks.csv").display().to_string()
+}
+
+macro_rules! need_data {
+    () => {
+        match checkpoints() {
+            Some(c) => c,
+            None => {
+                eprintln!("skipped: ../shared not present");
+                return;
+            }
+        }
+    };
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = std::env::temp_dir();
+    for args in [
+        vec!["--help"],
+        vec!["embed", "--help"],
+        vec!["verify", "--help"],
+        vec!["explain", "--help"],
+        vec!["align", "--help"],
+        vec!["eval", "verify", "--help"],
+        vec!["import", "onnx", "--help"],
+    ] {
+        let o = facelens(&dir, &args);
+        assert!(o.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+#[test]
+fn verify_accepts_the_same_person_and_rejects_different_people() {
+    let ck = need_data!();
+    let lm = landmarks();
+    let same = facelens(&ck, &["verify", &lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), &lfw("Abel_Pacheco/Abel_Pacheco_0004.jpg"), "--landmarks", &lm, "--json"]);
+    assert!(same.status.success(), "{}", stderr(&same));
+    let v: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(keys, ["decision", "model", "score", "threshold"], "exactly these keys");
+    assert_eq!(v["decision"], "accept");
+    assert_eq!(v["model"], "w600k_mbf");
+    assert!(v["score"].as_f64().unwrap() > 0.4, "{v}");
+    let diff = facelens(&ck, &["verify", &lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), &lfw("AJ_Lamas/AJ_Lamas_0001.jpg"), "--landmarks", &lm, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(v["decision"], "reject");
+    assert!(v["score"].as_f64().unwrap() < 0.2, "{v}");
+}
+
+#[test]
+fn unaligned_photo_without_landmarks_or_detector_is_refused_with_advice() {
+    let ck = need_data!();
+    let img = lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg");
+    let o = facelens(&ck, &["verify", &img, &img, "--no-detect"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("Abel_Pacheco_0001.jpg") && e.contains("250x250") && e.contains("--landmarks") && e.contains("--resize"), "{e}");
+    // ...and --resize makes it go through.
+    let o = facelens(&ck, &["verify", &img, &img, "--no-detect", "--resize", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn corrupt_image_and_bad_device_are_clear_errors() {
+    let ck = need_data!();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 truncated jpeg").unwrap();
+    let good = lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg");
+    let o = facelens(&ck, &["verify", bad.to_str().unwrap(), &good, "--landmarks", &landmarks()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("broken.jpg"), "{}", stderr(&o));
+    let o = facelens(&ck, &["--device", "tpu", "verify", &good, &good]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("tpu"), "{}", stderr(&o));
+}
+
+#[test]
+fn explain_writes_panel_maps_and_result() {
+    let ck = need_data!();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ex");
+    let o = facelens(
+        &ck,
+        &["explain", &lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), &lfw("Abel_Pacheco/Abel_Pacheco_0004.jpg"), "--landmarks", &landmarks(), "--out", out.to_str().unwrap(), "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["decision"], "accept");
+    assert_eq!(result["method"], "fggb");
+    let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(on_disk, result);
+    let bytes = std::fs::read(out.join("maps.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    assert_eq!(names, ["sa_neg", "sa_pos", "sb_neg", "sb_pos"]);
+    for n in &names {
+        let t = st.tensor(n).unwrap();
+        assert_eq!(t.shape(), [112, 112]);
+        let vals: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert!(vals.iter().all(|v| v.is_finite() && *v >= 0.0), "{n}");
+    }
+    let panel = std::fs::read(out.join("panel.png")).unwrap();
+    assert_eq!(&panel[1..4], b"PNG");
+}
+
+#[test]
+fn failed_explain_leaves_no_output_files() {
+    let ck = need_data!();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ex");
+    let o = facelens(&ck, &["explain", &lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), "/nonexistent.jpg", "--landmarks", &landmarks(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent.jpg"));
+    assert!(!out.join("panel.png").exists() && !out.join("maps.safetensors").exists());
+}
+
+#[test]
+fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
+    let ck = need_data!();
+    let full = std::fs::read_to_string(shared().unwrap().join("data/lfw/pairs.txt")).unwrap();
+    // One genuine and one impostor pair from each of the 10 folds.
+    let lines: Vec<&str> = full.lines().skip(1).collect();
+    let mut small = String::from("10\t1\n");
+    for fold in 0..10 {
+        small.push_str(lines[fold * 600]);
+        small.push('\n');
+        small.push_str(lines[fold * 600 + 300]);
+        small.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.txt");
+    std::fs::write(&pairs, small).unwrap();
+    let scores = dir.path().join("scores.csv");
+    let images = shared().unwrap().join("data/lfw/images");
+    let o = facelens(
+        &ck,
+        &["eval", "verify", "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap(), "--landmarks", &landmarks(), "--json", "--scores", scores.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["accuracy_mean", "accuracy_std", "eer", "eer_threshold", "best_threshold", "tar_at_far", "pairs"] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["pairs"], 20);
+    assert!(v["accuracy_mean"].as_f64().unwrap() >= 0.9, "{v}");
+    assert_eq!(std::fs::read_to_string(&scores).unwrap().lines().count(), 21);
+    // A malformed pair list names its line.
+    std::fs::write(&pairs, "10\t1\nAbel_Pacheco\tone\t4\n").unwrap();
+    let o = facelens(&ck, &["eval", "verify", "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pairs.txt") && stderr(&o).contains('2'), "{}", stderr(&o));
+}
