@@ -85,17 +85,59 @@ pub fn matmul(
     }
 }
 
+/// Recycled buffers for the engine's passes.
+///
+/// A Jacobian pass allocates tens of buffers of up to ~100 MB; fresh allocations of that
+/// size are page-faulted and zeroed by the kernel every time, which cost ~10 % of a pass.
+#[derive(Default)]
+pub struct Workspace {
+    free: Vec<Vec<f32>>,
+}
+
+impl Workspace {
+    /// A buffer of length `n` with unspecified contents (for outputs a GEMM overwrites).
+    pub fn take(&mut self, n: usize) -> Vec<f32> {
+        let best = (0..self.free.len())
+            .filter(|&i| self.free[i].capacity() >= n)
+            .min_by_key(|&i| self.free[i].capacity());
+        let mut v = match best {
+            Some(i) => self.free.swap_remove(i),
+            None => Vec::with_capacity(n),
+        };
+        v.resize(n, 0.0);
+        v.truncate(n);
+        v
+    }
+
+    /// A zero-filled buffer of length `n`.
+    pub fn take_zeroed(&mut self, n: usize) -> Vec<f32> {
+        let mut v = self.take(n);
+        v.fill(0.0);
+        v
+    }
+
+    pub fn give(&mut self, v: Vec<f32>) {
+        if v.capacity() > 0 {
+            self.free.push(v);
+        }
+    }
+}
+
 /// Forward convolution. `x`: `[cin][h*w][b]`, weight `[cout][cin/groups][k][k]`, bias `[cout]`.
-pub fn conv_forward(g: &ConvGeom, weight: &[f32], bias: &[f32], x: &[f32], b: usize) -> Vec<f32> {
+pub fn conv_forward(g: &ConvGeom, weight: &[f32], bias: &[f32], x: &[f32], b: usize, ws: &mut Workspace) -> Vec<f32> {
     let op = g.out_h() * g.out_w();
-    let mut y = vec![0f32; g.cout * op * b];
+    let mut y;
     if g.is_pointwise() {
+        y = ws.take(g.cout * op * b);
         matmul(g.cout, op * b, g.cin, weight, g.cin, 1, x, op * b, 1, &mut y, false);
     } else if g.groups == 1 {
-        let col = im2col(g, x, b);
+        let col = im2col(g, x, b, ws);
         let kk = g.cin * g.k * g.k;
+        y = ws.take(g.cout * op * b);
         matmul(g.cout, op * b, kk, weight, kk, 1, &col, op * b, 1, &mut y, false);
+        ws.give(col);
     } else {
+        y = ws.take_zeroed(g.cout * op * b);
         grouped_forward(g, weight, x, b, &mut y);
     }
     y.par_chunks_mut(op * b).zip(bias.par_iter()).for_each(|(plane, &bv)| plane.iter_mut().for_each(|v| *v += bv));
@@ -103,20 +145,22 @@ pub fn conv_forward(g: &ConvGeom, weight: &[f32], bias: &[f32], x: &[f32], b: us
 }
 
 /// Input gradient of a convolution (no weight gradient). `gy`: `[cout][oh*ow][b]` -> `[cin][h*w][b]`.
-pub fn conv_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize) -> Vec<f32> {
+pub fn conv_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, ws: &mut Workspace) -> Vec<f32> {
     let op = g.out_h() * g.out_w();
     if g.is_pointwise() {
-        let mut gx = vec![0f32; g.cin * op * b];
+        let mut gx = ws.take(g.cin * op * b);
         // gx[cin][n] = sum_cout W[cout][cin] gy[cout][n]: lhs is W^T.
         matmul(g.cin, op * b, g.cout, weight, 1, g.cin, gy, op * b, 1, &mut gx, false);
         gx
     } else if g.groups == 1 {
         let kk = g.cin * g.k * g.k;
-        let mut col = vec![0f32; kk * op * b];
+        let mut col = ws.take(kk * op * b);
         matmul(kk, op * b, g.cout, weight, 1, kk, gy, op * b, 1, &mut col, false);
-        col2im(g, &col, b)
+        let gx = col2im(g, &col, b, ws.take_zeroed(g.cin * g.h * g.w * b));
+        ws.give(col);
+        gx
     } else {
-        grouped_backward_input(g, weight, gy, b)
+        grouped_backward_input(g, weight, gy, b, ws.take_zeroed(g.cin * g.h * g.w * b))
     }
 }
 
@@ -128,11 +172,11 @@ fn tap(o: usize, k: usize, stride: usize, pad: usize, size: usize) -> Option<usi
 }
 
 /// `[cin][h*w][b]` -> `[cin*k*k][oh*ow][b]`, zero outside the image.
-fn im2col(g: &ConvGeom, x: &[f32], b: usize) -> Vec<f32> {
+fn im2col(g: &ConvGeom, x: &[f32], b: usize, ws: &mut Workspace) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
     let op = oh * ow;
     let kk = g.k * g.k;
-    let mut col = vec![0f32; g.cin * kk * op * b];
+    let mut col = ws.take_zeroed(g.cin * kk * op * b);
     col.par_chunks_mut(op * b).enumerate().for_each(|(row, dst)| {
         let (ci, kidx) = (row / kk, row % kk);
         let (ky, kx) = (kidx / g.k, kidx % g.k);
@@ -149,12 +193,11 @@ fn im2col(g: &ConvGeom, x: &[f32], b: usize) -> Vec<f32> {
     col
 }
 
-/// Adjoint of [`im2col`]: scatter-adds columns back onto the image.
-fn col2im(g: &ConvGeom, col: &[f32], b: usize) -> Vec<f32> {
+/// Adjoint of [`im2col`]: scatter-adds columns back onto the (zeroed) image `gx`.
+fn col2im(g: &ConvGeom, col: &[f32], b: usize, mut gx: Vec<f32>) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
     let op = oh * ow;
     let kk = g.k * g.k;
-    let mut gx = vec![0f32; g.cin * hw * b];
     gx.par_chunks_mut(hw * b).enumerate().for_each(|(ci, dst)| {
         for kidx in 0..kk {
             let (ky, kx) = (kidx / g.k, kidx % g.k);
@@ -209,13 +252,13 @@ fn grouped_forward(g: &ConvGeom, weight: &[f32], x: &[f32], b: usize, y: &mut [f
     });
 }
 
-/// Input gradient of a direct grouped/depthwise convolution, parallel over input channels.
-fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize) -> Vec<f32> {
+/// Input gradient of a direct grouped/depthwise convolution into the zeroed `gx`,
+/// parallel over input channels.
+fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mut gx: Vec<f32>) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
     let op = oh * ow;
     let (cin_g, cout_g) = (g.cin / g.groups, g.cout / g.groups);
     let kk = g.k * g.k;
-    let mut gx = vec![0f32; g.cin * hw * b];
     gx.par_chunks_mut(hw * b).enumerate().for_each(|(ci, dst)| {
         let grp = ci / cin_g;
         let cil = ci % cin_g;

@@ -11,7 +11,7 @@ mod iresnet;
 mod kernels;
 mod mbf;
 
-pub use kernels::ConvGeom;
+pub use kernels::{ConvGeom, Workspace};
 
 use rayon::prelude::*;
 
@@ -55,9 +55,11 @@ pub struct Net {
     pub shapes: Vec<BufShape>,
 }
 
-/// Forward activations of one image, kept for the reverse pass.
+/// Forward activations of one image, kept for the reverse pass, plus the buffers its
+/// reverse passes recycle.
 pub struct Tape {
     buffers: Vec<Vec<f32>>,
+    workspace: std::sync::Mutex<Workspace>,
 }
 
 impl Tape {
@@ -110,7 +112,7 @@ impl Net {
 
     /// Forward pass of one CHW image, keeping every activation.
     pub fn tape(&self, image: &[f32]) -> Tape {
-        Tape { buffers: self.run(image.to_vec(), 1, true) }
+        Tape { buffers: self.run(image.to_vec(), 1, true), workspace: Default::default() }
     }
 
     fn run(&self, x: Vec<f32>, b: usize, keep: bool) -> Vec<Vec<f32>> {
@@ -121,11 +123,14 @@ impl Net {
                 last_use[r] = i;
             }
         }
+        let mut ws = Workspace::default();
         let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(self.shapes.len());
         bufs.push(x);
         for (i, op) in self.ops.iter().enumerate() {
             let y = match op {
-                Op::Conv { input, geom, weight, bias } => kernels::conv_forward(geom, weight, bias, &bufs[*input], b),
+                Op::Conv { input, geom, weight, bias } => {
+                    kernels::conv_forward(geom, weight, bias, &bufs[*input], b, &mut ws)
+                }
                 Op::PRelu { input, slope } => {
                     let plane = self.shapes[*input].plane() * b;
                     let mut y = bufs[*input].clone();
@@ -162,7 +167,7 @@ impl Net {
             if !keep {
                 for r in op_inputs(op) {
                     if last_use[r] == i {
-                        bufs[r] = Vec::new();
+                        ws.give(std::mem::take(&mut bufs[r]));
                     }
                 }
             }
@@ -182,6 +187,8 @@ impl Net {
     /// sweep can end there with the gradient complete. It is the partial derivative with
     /// the other buffers held fixed: a residual skip around `target` is not part of it.
     pub fn vjp_to(&self, tape: &Tape, seeds: &[f32], r: usize, target: usize) -> Vec<f32> {
+        let mut guard = tape.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let ws = &mut *guard;
         let n = self.shapes.len();
         let mut grads: Vec<Option<Vec<f32>>> = vec![None; n];
         // Output buffer is a vector: layout [D][r] (channel-major).
@@ -197,8 +204,9 @@ impl Net {
             let Some(gy) = grads[i + 1].take() else { continue };
             match op {
                 Op::Conv { input, geom, weight, .. } => {
-                    let gx = kernels::conv_backward_input(geom, weight, &gy, r);
-                    accumulate(&mut grads[*input], gx);
+                    let gx = kernels::conv_backward_input(geom, weight, &gy, r, ws);
+                    ws.give(gy);
+                    accumulate(&mut grads[*input], gx, ws);
                 }
                 Op::PRelu { input, slope } => {
                     let plane = self.shapes[*input].plane();
@@ -214,30 +222,38 @@ impl Net {
                             }
                         }
                     });
-                    accumulate(&mut grads[*input], gx);
+                    accumulate(&mut grads[*input], gx, ws);
                 }
                 Op::Affine { input, scale, .. } => {
                     let plane = self.shapes[*input].plane() * r;
                     let mut gx = gy;
                     gx.par_chunks_mut(plane).zip(scale.par_iter()).for_each(|(ch, &s)| ch.iter_mut().for_each(|v| *v *= s));
-                    accumulate(&mut grads[*input], gx);
+                    accumulate(&mut grads[*input], gx, ws);
                 }
                 Op::Add { a, b } => {
-                    accumulate(&mut grads[*b], gy.clone());
-                    accumulate(&mut grads[*a], gy);
+                    let mut copy = ws.take(gy.len());
+                    copy.copy_from_slice(&gy);
+                    accumulate(&mut grads[*b], copy, ws);
+                    accumulate(&mut grads[*a], gy, ws);
                 }
                 Op::Dense { input, weight, out, .. } => {
                     let dd = self.shapes[*input].numel();
                     // gx[dd][r] = W^T[dd][out] * gy[out][r]: directly in [C][H*W][r] layout.
-                    let mut gx = vec![0f32; dd * r];
+                    let mut gx = ws.take(dd * r);
                     kernels::matmul(dd, r, *out, weight, 1, dd, &gy, r, 1, &mut gx, false);
-                    accumulate(&mut grads[*input], gx);
+                    ws.give(gy);
+                    accumulate(&mut grads[*input], gx, ws);
                 }
             }
         }
         let shape = self.shapes[target];
         let g = grads[target].take().unwrap_or_else(|| vec![0f32; shape.numel() * r]);
-        batch_outermost(&g, shape, r)
+        let out = batch_outermost(&g, shape, r);
+        ws.give(g);
+        for g in grads.into_iter().flatten() {
+            ws.give(g);
+        }
+        out
     }
 
     /// The taped activation of `buffer` for one image, `[C][H][W]`.
@@ -261,9 +277,12 @@ fn op_inputs(op: &Op) -> Vec<usize> {
     }
 }
 
-fn accumulate(slot: &mut Option<Vec<f32>>, g: Vec<f32>) {
+fn accumulate(slot: &mut Option<Vec<f32>>, g: Vec<f32>, ws: &mut Workspace) {
     match slot {
-        Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, v)| *a += v),
+        Some(acc) => {
+            acc.iter_mut().zip(&g).for_each(|(a, v)| *a += v);
+            ws.give(g);
+        }
         None => *slot = Some(g),
     }
 }
