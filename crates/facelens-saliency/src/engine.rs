@@ -29,6 +29,10 @@ pub trait GradientEngine: Sync {
     fn linearise<'a>(&'a self, image: &[f32]) -> Result<Box<dyn Linearised + 'a>>;
     /// Jacobian rows per backward pass.
     fn rows_per_pass(&self) -> usize;
+    /// The lowered network, for methods that need intermediate activations (Grad-CAM).
+    fn as_net(&self) -> Option<&Net> {
+        None
+    }
 
     fn check_image(&self, image: &[f32]) -> Result<()> {
         let (c, h, w) = self.input_shape();
@@ -112,6 +116,9 @@ impl GradientEngine for NetEngine {
     }
     fn rows_per_pass(&self) -> usize {
         self.rows
+    }
+    fn as_net(&self) -> Option<&Net> {
+        Some(&self.net)
     }
 }
 

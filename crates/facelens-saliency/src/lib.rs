@@ -6,9 +6,16 @@
 //! the Jacobian machinery in [`engine`]; each lives in its own file.
 
 pub mod blur;
+pub mod corrrise;
 pub mod engine;
 pub mod fggb;
+pub mod gradcam;
+pub mod lime;
+pub mod perturb;
+pub mod random;
 pub mod reduce;
+pub mod render;
+pub mod rise;
 pub mod score_gradient;
 pub mod xssab;
 
@@ -108,10 +115,15 @@ pub fn by_name(name: &str) -> Result<Box<dyn Explainer>> {
         "fggb" => Box::new(Fggb::default()),
         "score-gradient" => Box::new(score_gradient::ScoreGradient),
         "xssab" => Box::new(xssab::XSsab),
+        "random" => Box::new(random::RandomMaps::default()),
+        "corrrise" => Box::new(corrrise::CorrRise::default()),
+        "rise" => Box::new(rise::Rise::default()),
+        "lime" => Box::new(lime::Lime::default()),
+        "gradcam" => Box::new(gradcam::GradCam::default()),
         other => {
             return Err(SaliencyError::UnknownMethod(other.into(), METHODS.join(", ")));
         }
     })
 }
 
-pub const METHODS: &[&str] = &["fggb", "score-gradient", "xssab"];
+pub const METHODS: &[&str] = &["fggb", "score-gradient", "xssab", "random", "corrrise", "rise", "lime", "gradcam"];
