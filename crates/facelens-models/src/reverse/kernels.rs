@@ -223,12 +223,56 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
+/// Output columns `lo..hi` whose tap `kx` lands inside a row of `width` input pixels.
+#[inline]
+fn valid_columns(kx: usize, stride: usize, pad: usize, width: usize, out_w: usize) -> (usize, usize) {
+    if kx >= width + pad {
+        return (0, 0);
+    }
+    let lo = if kx >= pad { 0 } else { (pad - kx).div_ceil(stride) };
+    let hi = ((width + pad - kx - 1) / stride + 1).min(out_w);
+    (lo, hi.max(lo))
+}
+
+/// One tap of a direct convolution over one output row of `ow` columns. Gather (forward):
+/// `out` is the output row `[ow][b]`, `src` the input row `[width][b]`. Scatter (input
+/// gradient): `out` is the input row, `src` the output row. With stride 1 the valid span is
+/// one contiguous run of `(hi - lo) * b` values, so the tap is a single axpy.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn row_tap(src: &[f32], out: &mut [f32], w: f32, kx: usize, g: &ConvGeom, b: usize, ow: usize, scatter: bool) {
+    let (lo, hi) = valid_columns(kx, g.stride, g.pad, g.w, ow);
+    if lo >= hi {
+        return;
+    }
+    let (o, i) = (lo * b, (lo * g.stride + kx - g.pad) * b);
+    if g.stride == 1 {
+        let n = (hi - lo) * b;
+        if scatter {
+            axpy(&mut out[i..i + n], w, &src[o..o + n]);
+        } else {
+            axpy(&mut out[o..o + n], w, &src[i..i + n]);
+        }
+    } else {
+        let step = g.stride * b;
+        for t in 0..hi - lo {
+            let (o, i) = (o + t * b, i + t * step);
+            if scatter {
+                axpy(&mut out[i..i + b], w, &src[o..o + b]);
+            } else {
+                axpy(&mut out[o..o + b], w, &src[i..i + b]);
+            }
+        }
+    }
+}
+
 /// Direct grouped/depthwise convolution, parallel over output channels.
 fn grouped_forward(g: &ConvGeom, weight: &[f32], x: &[f32], b: usize, y: &mut [f32]) {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
     let op = oh * ow;
     let (cin_g, cout_g) = (g.cin / g.groups, g.cout / g.groups);
     let kk = g.k * g.k;
+    let (irow_len, orow_len) = (g.w * b, ow * b);
     y.par_chunks_mut(op * b).enumerate().for_each(|(co, dst)| {
         let grp = co / cout_g;
         for cil in 0..cin_g {
@@ -236,15 +280,13 @@ fn grouped_forward(g: &ConvGeom, weight: &[f32], x: &[f32], b: usize, y: &mut [f
             let wk = &weight[(co * cin_g + cil) * kk..(co * cin_g + cil + 1) * kk];
             let src = &x[ci * hw * b..(ci + 1) * hw * b];
             for oy in 0..oh {
+                let out = &mut dst[oy * orow_len..(oy + 1) * orow_len];
                 for ky in 0..g.k {
                     let Some(iy) = tap(oy, ky, g.stride, g.pad, g.h) else { continue };
-                    for ox in 0..ow {
-                        let o = (oy * ow + ox) * b;
-                        for kx in 0..g.k {
-                            let Some(ix) = tap(ox, kx, g.stride, g.pad, g.w) else { continue };
-                            let i = (iy * g.w + ix) * b;
-                            axpy(&mut dst[o..o + b], wk[ky * g.k + kx], &src[i..i + b]);
-                        }
+                    let irow = &src[iy * irow_len..(iy + 1) * irow_len];
+                    for kx in 0..g.k {
+                        // Gather form: `out` is the output row, read from `irow`.
+                        row_tap(irow, out, wk[ky * g.k + kx], kx, g, b, ow, false);
                     }
                 }
             }
@@ -259,6 +301,7 @@ fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mu
     let op = oh * ow;
     let (cin_g, cout_g) = (g.cin / g.groups, g.cout / g.groups);
     let kk = g.k * g.k;
+    let (irow_len, orow_len) = (g.w * b, ow * b);
     gx.par_chunks_mut(hw * b).enumerate().for_each(|(ci, dst)| {
         let grp = ci / cin_g;
         let cil = ci % cin_g;
@@ -267,15 +310,12 @@ fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mu
             let wk = &weight[(co * cin_g + cil) * kk..(co * cin_g + cil + 1) * kk];
             let src = &gy[co * op * b..(co + 1) * op * b];
             for oy in 0..oh {
+                let orow = &src[oy * orow_len..(oy + 1) * orow_len];
                 for ky in 0..g.k {
                     let Some(iy) = tap(oy, ky, g.stride, g.pad, g.h) else { continue };
-                    for ox in 0..ow {
-                        let o = (oy * ow + ox) * b;
-                        for kx in 0..g.k {
-                            let Some(ix) = tap(ox, kx, g.stride, g.pad, g.w) else { continue };
-                            let i = (iy * g.w + ix) * b;
-                            axpy(&mut dst[i..i + b], wk[ky * g.k + kx], &src[o..o + b]);
-                        }
+                    let irow = &mut dst[iy * irow_len..(iy + 1) * irow_len];
+                    for kx in 0..g.k {
+                        row_tap(orow, irow, wk[ky * g.k + kx], kx, g, b, ow, true);
                     }
                 }
             }
