@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# facelens against the alternatives a researcher would use, on this machine, in one run:
+#   * embedding throughput (w600k_mbf, batch 1 and 32): facelens vs onnxruntime (and PyTorch)
+#   * FGGB per pair (512 input-gradient maps per face): facelens vs PyTorch, plus the maps'
+#     Pearson correlation and max abs difference
+# Usage: benches/run.sh [--threads N] [--pairs K] [--skip-embed] [--skip-fggb]
+# Needs ../shared/models (ONNX + reference faces); sets up its own Python venv (CPU torch,
+# onnxruntime). Prints JSON lines while it runs and a markdown table at the end; everything
+# lands in ${BENCH_OUT:-bench-out}/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=2; PAIRS=10; EMBED=1; FGGB=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --threads) THREADS=$2; shift 2 ;;
+        --pairs) PAIRS=$2; shift 2 ;;
+        --skip-embed) EMBED=0; shift ;;
+        --skip-fggb) FGGB=0; shift ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+SHARED=${FACELENS_SHARED:-../shared}
+ONNX=$SHARED/models/w600k_mbf.onnx
+REF=$SHARED/models/w600k_mbf.reference.safetensors
+[ -f "$ONNX" ] && [ -f "$REF" ] || { echo "benches/run.sh needs $ONNX and $REF" >&2; exit 1; }
+OUT=${BENCH_OUT:-bench-out}; rm -rf "$OUT"; mkdir -p "$OUT"
+TAU=${TAU:-0.2151}
+
+PY=$(bash benches/python/setup-venv.sh | tail -1)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --release -q -p facelens-cli --bin facelens-bench
+BENCH=$CARGO_TARGET_DIR/release/facelens-bench
+CK=$OUT/w600k_mbf.safetensors
+"$CARGO_TARGET_DIR/release/facelens" import onnx "$ONNX" --out "$CK" 2>/dev/null || cargo run --release -q -p facelens-cli -- import onnx "$ONNX" --out "$CK"
+
+LOG=$OUT/results.jsonl
+echo "{\"machine\":\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"cores\":$(nproc),\"threads\":$THREADS}" | tee "$LOG"
+if [ "$EMBED" = 1 ]; then
+    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" embed --batch 1,32 --seconds 8 | tee -a "$LOG"
+    "$PY" benches/python/embed_ort.py --onnx "$ONNX" --threads "$THREADS" --batches 1 32 | tee -a "$LOG"
+fi
+if [ "$FGGB" = 1 ]; then
+    "$PY" benches/python/fggb_torch.py --from-reference "$REF" --n-pairs "$PAIRS" --out-images "$OUT/pairs" >/dev/null
+    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" fggb --pairs "$OUT/pairs/pairs.txt" --tau "$TAU" --out "$OUT/maps-facelens" | tee -a "$LOG"
+    "$PY" benches/python/fggb_torch.py --onnx "$ONNX" --pairs "$OUT/pairs/pairs.txt" --tau "$TAU" --threads "$THREADS" \
+        --out "$OUT/maps-pytorch" --time | tee -a "$LOG"
+    "$PY" benches/python/compare_maps.py "$OUT/maps-facelens" "$OUT/maps-pytorch" > "$OUT/compare.txt"
+    tail -1 "$OUT/compare.txt" | tee -a "$LOG"
+fi
+"$PY" - "$LOG" <<'PYEOF' | tee "$OUT/table.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+meta = rows[0]
+print(f"\nCPU: {meta['machine']}, {meta['cores']} cores, {meta['threads']} threads\n")
+emb = [r for r in rows if "images_per_s" in r]
+if emb:
+    print("| embedding (w600k_mbf) | batch | images/s | ms/batch | facelens speed-up |")
+    print("|---|---|---|---|---|")
+    fl = {r["batch"]: r for r in emb if r["impl"] == "facelens"}
+    for r in emb:
+        ratio = fl[r["batch"]]["images_per_s"] / r["images_per_s"] if r["batch"] in fl else float("nan")
+        print(f"| {r['impl']} | {r['batch']} | {r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {ratio:.2f}x |")
+fg = [r for r in rows if "seconds_per_pair_median" in r]
+if fg:
+    print("\n| FGGB (512 maps per face, both faces) | pairs | s/pair (median) | time vs PyTorch |")
+    print("|---|---|---|---|")
+    torch = next((r for r in fg if r["impl"] == "pytorch"), None)
+    for r in fg:
+        ratio = r["seconds_per_pair_median"] / torch["seconds_per_pair_median"] if torch else float("nan")
+        print(f"| {r['impl']} | {r['pairs']} | {r['seconds_per_pair_median']:.2f} | {ratio:.2f}x |")
+cmp = [r for r in rows if "min_pearson" in r]
+if cmp:
+    c = cmp[-1]
+    print(f"\nmaps facelens vs PyTorch: min Pearson {c['min_pearson']:.6f}, max abs diff {c['max_abs_diff']:.3e}")
+PYEOF
