@@ -1,8 +1,10 @@
 //! Evaluation for facelens: the LFW-style verification protocol (10-fold accuracy, EER, TAR@FAR,
-//! ROC; DESIGN §5) and curve metrics used by the Deletion/Insertion benchmark (DESIGN §8).
+//! ROC; DESIGN §5) and the Deletion/Insertion benchmark of explanations (DESIGN §8).
 //!
-//! Inputs are plain slices of scores and labels, so the crate is independent of any model code.
+//! Inputs are plain slices of scores, labels, images and maps, so the crate is independent of any
+//! model code; where a model is needed (Deletion/Insertion) the caller passes a scorer closure.
 
+pub mod deletion;
 pub mod error;
 pub mod metrics;
 pub mod verification;

@@ -1,0 +1,632 @@
+//! The benchmark itself: choose pairs, explain them, and trace each pair's Deletion and Insertion
+//! scores (DESIGN §8).
+//!
+//! Work is split per pair and every per-pair computation depends only on that pair and the config
+//! (fixed Jacobian rows, fixed batch layout), so a shard's [`PairRecord`]s are exactly those an
+//! unsharded run would produce for the same pairs, and merged shards give the same tables bit for
+//! bit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, DeviceLocation};
+use facelens_data::{load_face, load_pairs, LandmarkTable, LoadOptions, Pair, RgbImage};
+use facelens_eval::deletion::{self, ImageShape, MapKind, Mode, PairInput, Perturb, Protocol};
+use facelens_models::preprocess::normalise_chw;
+use facelens_models::FaceModel;
+use facelens_saliency::render::{render_panel, PanelInfo};
+use facelens_saliency::{engine_for, Explainer, FacePair, Fggb, GradientEngine, SaliencyMaps};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Fill, Select, Threshold, EXPERIMENT};
+use crate::draw;
+
+/// Which part of the selection this process evaluates: pairs `j` with `j % count == index - 1`.
+/// Round-robin keeps genuine and impostor pairs balanced across shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 1, count: 1 };
+
+    /// Parses `i/n` with `1 <= i <= n` (Slurm: `--array=1-N` and
+    /// `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
+    pub fn parse(s: &str) -> Result<Shard> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow!("--shard expects i/n (e.g. 2/8), got `{s}`"))?;
+        let (index, count): (usize, usize) = (
+            i.trim()
+                .parse()
+                .map_err(|_| anyhow!("--shard `{s}`: `{i}` is not a number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| anyhow!("--shard `{s}`: `{n}` is not a number"))?,
+        );
+        if count == 0 || index == 0 || index > count {
+            bail!("--shard `{s}`: need 1 <= i <= n (shards are numbered from 1)");
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn owns(&self, selection_index: usize) -> bool {
+        selection_index % self.count == self.index - 1
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// What the tables need to know about a backbone, recorded with every shard so that a merge can
+/// check the shards agree without loading any model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The reference given in the config.
+    pub name: String,
+    pub threshold: f32,
+    pub threshold_source: String,
+    pub fill: f32,
+    pub embedding_dim: usize,
+    pub weights_sha256: String,
+}
+
+/// Deletion and Insertion cosines of one pair under one method's maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodCurves {
+    pub deletion: Vec<f32>,
+    pub insertion: Vec<f32>,
+}
+
+impl MethodCurves {
+    pub fn get(&self, mode: Mode) -> &[f32] {
+        match mode {
+            Mode::Deletion => &self.deletion,
+            Mode::Insertion => &self.insertion,
+        }
+    }
+}
+
+/// One pair under one backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPairRecord {
+    pub clean_score: f32,
+    /// `None` when the backbone misclassifies the pair: such pairs are not scored.
+    pub kind: Option<MapKind>,
+    /// Method name -> curves (empty when `kind` is `None`).
+    pub methods: BTreeMap<String, MethodCurves>,
+}
+
+/// One selected pair and everything measured on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRecord {
+    /// Position in the selection (the order every table aggregates in).
+    pub index: usize,
+    /// Line in `pairs.txt`.
+    pub line: usize,
+    /// 1-based fold.
+    pub fold: usize,
+    pub a: String,
+    pub b: String,
+    pub genuine: bool,
+    /// Why the pair was left out (e.g. no face detected), if it was.
+    pub skipped: Option<String>,
+    /// One entry per configured backbone, in config order (empty when skipped).
+    pub models: Vec<ModelPairRecord>,
+}
+
+/// Everything a (shard of a) run measured; `records.json` in its run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Records {
+    pub experiment: String,
+    /// sha256 of the resolved config; shards of one run share it.
+    pub config_sha256: String,
+    pub shard: Shard,
+    /// Size of the whole selection (all shards).
+    pub selected: usize,
+    pub models: Vec<ModelInfo>,
+    /// Methods run on the first backbone; later backbones run FGGB only.
+    pub methods: Vec<String>,
+    pub steps: Vec<f64>,
+    pub perturb: Perturb,
+    pub records: Vec<PairRecord>,
+}
+
+/// Wall-clock seconds, per method and phase; kept out of [`Records`] so that results stay
+/// reproducible.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub total_s: f64,
+    pub select_s: f64,
+    /// `model/method` -> seconds spent explaining.
+    pub explain_s: BTreeMap<String, f64>,
+    /// `model/method` -> seconds spent on Deletion/Insertion forward passes.
+    pub curves_s: BTreeMap<String, f64>,
+}
+
+/// A rendered example panel.
+pub struct Panel {
+    pub name: String,
+    pub image: RgbImage,
+}
+
+/// Called after each pair with (done, total, message).
+pub type Progress<'a> = &'a dyn Fn(usize, usize, &str);
+
+struct Backbone {
+    info: ModelInfo,
+    model: FaceModel,
+    engine: Box<dyn GradientEngine>,
+}
+
+/// Everything loaded once per run.
+pub struct Bench {
+    config: Config,
+    config_sha256: String,
+    backbones: Vec<Backbone>,
+    /// (name, explainer) for the first backbone.
+    methods: Vec<(String, Box<dyn Explainer>)>,
+    fggb: Fggb,
+    steps: Vec<f64>,
+    pairs: Vec<Pair>,
+    landmarks: LandmarkTable,
+}
+
+/// Output of [`Bench::run`].
+pub struct RunOutput {
+    pub records: Records,
+    pub panels: Vec<Panel>,
+    pub timings: Timings,
+}
+
+/// The `--device` value: `auto` (CUDA if this build and machine have it), `cpu` or `cuda:N`.
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available(0)?),
+        other => {
+            let n = other
+                .strip_prefix("cuda:")
+                .or(other.strip_prefix("cuda").map(|_| "0"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| anyhow!("--device must be auto, cpu or cuda:N, got `{other}`"))?;
+            Device::new_cuda(n).with_context(|| {
+                format!("cannot open {other} (build with `--features cuda` on a GPU machine)")
+            })
+        }
+    }
+}
+
+/// Device name for `meta.json`.
+pub fn describe_device(d: &Device) -> String {
+    match d.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+impl Bench {
+    /// Loads backbones, explainers, pairs and landmarks.
+    pub fn load(config: Config, config_sha256: String, device: &Device) -> Result<Bench> {
+        config.validate()?;
+        let rows = Some(config.protocol.jacobian_rows);
+        let mut backbones = Vec::new();
+        for entry in &config.models {
+            let model = FaceModel::load(&entry.name, device)
+                .with_context(|| format!("loading model `{}`", entry.name))?;
+            let (threshold, threshold_source) = match entry.threshold {
+                Threshold::Value(t) => (t, "config".to_string()),
+                Threshold::Calibrated => match model.spec.threshold {
+                    Some(t) => (t, model.spec.threshold_source.clone().unwrap_or_else(|| "model zoo".into())),
+                    None => bail!(
+                        "model `{}` has no calibrated threshold; set `threshold = <cosine>` for it in `[[models]]`",
+                        entry.name
+                    ),
+                },
+            };
+            let fill = match config.protocol.fill {
+                Fill::Value(v) => v,
+                Fill::Black => black_value(&model)?,
+            };
+            let engine = engine_for(&model, rows)?;
+            let weights_sha256 = facelens_models::backbone::sha256_file(&model.weights_path)?;
+            let info = ModelInfo {
+                name: entry.name.clone(),
+                threshold,
+                threshold_source,
+                fill,
+                embedding_dim: model.spec.embedding_dim,
+                weights_sha256,
+            };
+            backbones.push(Backbone {
+                info,
+                model,
+                engine,
+            });
+        }
+        let fggb = Fggb::new(config.fggb.clone());
+        let methods = config
+            .method_names()
+            .into_iter()
+            .map(|name| {
+                let explainer: Box<dyn Explainer> = if name == "fggb" {
+                    Box::new(fggb.clone())
+                } else {
+                    facelens_saliency::by_name(&name)?
+                };
+                Ok((name, explainer))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pairs = load_pairs(&config.data.pairs)?;
+        let landmarks = LandmarkTable::load(&config.data.landmarks)?;
+        if !config.data.images.is_dir() {
+            bail!(
+                "images folder {} does not exist",
+                config.data.images.display()
+            );
+        }
+        let steps = deletion::steps(f64::from(config.protocol.step))?;
+        Ok(Bench {
+            config,
+            config_sha256,
+            backbones,
+            methods,
+            fggb,
+            steps,
+            pairs,
+            landmarks,
+        })
+    }
+
+    pub fn method_names(&self) -> Vec<String> {
+        self.methods.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn load_opts(&self) -> LoadOptions<'_> {
+        LoadOptions::new(&self.config.data.images, Some(&self.landmarks))
+    }
+
+    /// The aligned crops of a pair, or why it is skipped (no face detected in an image).
+    fn load_crops(&self, pair: &Pair) -> Result<std::result::Result<(RgbImage, RgbImage), String>> {
+        let opts = self.load_opts();
+        let mut crops = Vec::with_capacity(2);
+        for rel in [&pair.a, &pair.b] {
+            match load_face(rel, &opts) {
+                Ok(face) => crops.push(face.image),
+                Err(e) if e.is_no_detection() => {
+                    return Ok(Err(format!("no face detected in {}", rel.display())))
+                }
+                Err(e) => return Err(e).with_context(|| format!("pairs.txt line {}", pair.line)),
+            }
+        }
+        let b = crops.pop().expect("two crops");
+        let a = crops.pop().expect("two crops");
+        Ok(Ok((a, b)))
+    }
+
+    /// Pairs of the configured folds, in list order.
+    fn candidates(&self) -> Vec<&Pair> {
+        let folds = &self.config.subset.folds;
+        self.pairs
+            .iter()
+            .filter(|p| folds.is_empty() || folds.contains(&(p.fold + 1)))
+            .collect()
+    }
+
+    /// The selection: deterministic, identical in every shard.
+    fn select(&self, progress: Progress<'_>) -> Result<Vec<&Pair>> {
+        let candidates = self.candidates();
+        if candidates.is_empty() {
+            bail!(
+                "no pairs in folds {:?} of {}",
+                self.config.subset.folds,
+                self.config.data.pairs.display()
+            );
+        }
+        let sub = &self.config.subset;
+        match sub.select {
+            Select::Every => Ok(candidates.into_iter().step_by(sub.every).collect()),
+            Select::First => {
+                // Scan in list order with the first backbone until both quotas are met.
+                let first = &self.backbones[0];
+                let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+                for (k, pair) in candidates.iter().enumerate() {
+                    if genuine.len() >= sub.first && impostor.len() >= sub.first {
+                        break;
+                    }
+                    let want = if pair.genuine {
+                        genuine.len() < sub.first
+                    } else {
+                        impostor.len() < sub.first
+                    };
+                    if !want {
+                        continue;
+                    }
+                    progress(k, candidates.len(), "selecting pairs");
+                    let Ok((ca, cb)) = self.load_crops(pair)? else {
+                        continue;
+                    };
+                    let (a, b) = (
+                        normalise_chw(ca.as_raw(), &first.model.spec)?,
+                        normalise_chw(cb.as_raw(), &first.model.spec)?,
+                    );
+                    let score = clean_score(first.engine.as_ref(), &a, &b)?;
+                    match MapKind::for_pair(pair.genuine, score, first.info.threshold) {
+                        Some(MapKind::Similarity) => genuine.push(k),
+                        Some(MapKind::Dissimilarity) => impostor.push(k),
+                        None => {}
+                    }
+                }
+                let mut chosen: Vec<usize> = genuine.into_iter().chain(impostor).collect();
+                chosen.sort_unstable();
+                Ok(chosen.into_iter().map(|k| candidates[k]).collect())
+            }
+        }
+    }
+
+    /// Selection indices whose pairs get example panels: the first `panels` genuine and impostor
+    /// pairs, the same for every method and every shard layout.
+    fn panel_indices(&self, selection: &[&Pair]) -> Vec<usize> {
+        let n = self.config.output.panels;
+        let genuine = selection
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.genuine)
+            .map(|(i, _)| i)
+            .take(n);
+        let impostor = selection
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.genuine)
+            .map(|(i, _)| i)
+            .take(n);
+        let mut out: Vec<usize> = genuine.chain(impostor).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Runs this shard of the benchmark.
+    pub fn run(&self, shard: Shard, progress: Progress<'_>) -> Result<RunOutput> {
+        let start = Instant::now();
+        let mut timings = Timings::default();
+        let selection = self.select(progress)?;
+        timings.select_s = start.elapsed().as_secs_f64();
+        let panel_pairs = self.panel_indices(&selection);
+        let owned: Vec<usize> = (0..selection.len()).filter(|&j| shard.owns(j)).collect();
+        let mut records = Vec::with_capacity(owned.len());
+        let mut panels = Vec::new();
+        for (done, &j) in owned.iter().enumerate() {
+            let pair = selection[j];
+            progress(
+                done,
+                owned.len(),
+                &format!(
+                    "pair {} ({})",
+                    j + 1,
+                    if pair.genuine { "genuine" } else { "impostor" }
+                ),
+            );
+            let (record, panel) =
+                self.evaluate_pair(j, pair, panel_pairs.contains(&j), &mut timings)?;
+            records.push(record);
+            panels.extend(panel);
+        }
+        progress(owned.len(), owned.len(), "done");
+        timings.total_s = start.elapsed().as_secs_f64();
+        let records = Records {
+            experiment: EXPERIMENT.into(),
+            config_sha256: self.config_sha256.clone(),
+            shard,
+            selected: selection.len(),
+            models: self.backbones.iter().map(|b| b.info.clone()).collect(),
+            methods: self.method_names(),
+            steps: self.steps.clone(),
+            perturb: self.config.protocol.perturb,
+            records,
+        };
+        Ok(RunOutput {
+            records,
+            panels,
+            timings,
+        })
+    }
+
+    fn evaluate_pair(
+        &self,
+        index: usize,
+        pair: &Pair,
+        want_panel: bool,
+        timings: &mut Timings,
+    ) -> Result<(PairRecord, Option<Panel>)> {
+        let mut record = PairRecord {
+            index,
+            line: pair.line,
+            fold: pair.fold + 1,
+            a: path_string(&pair.a),
+            b: path_string(&pair.b),
+            genuine: pair.genuine,
+            skipped: None,
+            models: Vec::new(),
+        };
+        let (crop_a, crop_b) = match self.load_crops(pair)? {
+            Ok(c) => c,
+            Err(why) => {
+                record.skipped = Some(why);
+                return Ok((record, None));
+            }
+        };
+        let mut panel_rows = Vec::new();
+        for (mi, bb) in self.backbones.iter().enumerate() {
+            let spec = &bb.model.spec;
+            let (a, b) = (
+                normalise_chw(crop_a.as_raw(), spec)?,
+                normalise_chw(crop_b.as_raw(), spec)?,
+            );
+            let engine = bb.engine.as_ref();
+            let clean = clean_score(engine, &a, &b)?;
+            let kind = MapKind::for_pair(pair.genuine, clean, bb.info.threshold);
+            let mut methods = BTreeMap::new();
+            if let Some(kind) = kind {
+                let explainers: Vec<(&str, &dyn Explainer)> = if mi == 0 {
+                    self.methods
+                        .iter()
+                        .map(|(n, e)| (n.as_str(), e.as_ref()))
+                        .collect()
+                } else {
+                    vec![("fggb", &self.fggb as &dyn Explainer)]
+                };
+                for (name, explainer) in explainers {
+                    let key = format!("{}/{name}", bb.info.name);
+                    let t0 = Instant::now();
+                    let ex = explainer
+                        .explain(engine, FacePair { a: &a, b: &b }, bb.info.threshold)
+                        .with_context(|| {
+                            format!(
+                                "{name} on pairs.txt line {} with {}",
+                                pair.line, bb.info.name
+                            )
+                        })?;
+                    *timings.explain_s.entry(key.clone()).or_default() +=
+                        t0.elapsed().as_secs_f64();
+                    let t1 = Instant::now();
+                    let curves = self.curves(bb, &a, &b, &ex.maps, kind, pair.genuine)?;
+                    *timings.curves_s.entry(key).or_default() += t1.elapsed().as_secs_f64();
+                    methods.insert(name.to_string(), curves);
+                    if mi == 0 && want_panel {
+                        let info = PanelInfo {
+                            score: ex.score,
+                            threshold: ex.threshold,
+                            decision: ex.decision,
+                            method: name.to_string(),
+                            model: bb.info.name.clone(),
+                        };
+                        panel_rows.push(render_panel(&crop_a, &crop_b, &ex.maps, &info, true));
+                    }
+                }
+            }
+            record.models.push(ModelPairRecord {
+                clean_score: clean,
+                kind,
+                methods,
+            });
+        }
+        let panel = (!panel_rows.is_empty()).then(|| Panel {
+            name: panel_name(index, pair.genuine),
+            image: draw::stack(&panel_rows),
+        });
+        Ok((record, panel))
+    }
+
+    /// Deletion and Insertion cosines of one pair under the maps of its kind.
+    fn curves(
+        &self,
+        bb: &Backbone,
+        a: &[f32],
+        b: &[f32],
+        maps: &SaliencyMaps,
+        kind: MapKind,
+        genuine: bool,
+    ) -> Result<MethodCurves> {
+        let (map_a, map_b) = match kind {
+            MapKind::Similarity => (&maps.sa_pos, &maps.sb_pos),
+            MapKind::Dissimilarity => (&maps.sa_neg, &maps.sb_neg),
+        };
+        let (c, h, w) = bb.engine.input_shape();
+        let shape = ImageShape::new(c, h, w);
+        let protocol = Protocol {
+            step_percent: f64::from(self.config.protocol.step),
+            fill: bb.info.fill,
+            perturb: self.config.protocol.perturb,
+            batch: self.config.protocol.batch,
+        };
+        let input = PairInput {
+            a,
+            b,
+            map_a,
+            map_b,
+            genuine,
+        };
+        let mut scorer =
+            |images: &[f32], n: usize| -> Result<Vec<f32>> { Ok(bb.engine.embed(images, n)?) };
+        let deletion =
+            deletion::pair_curve(&input, shape, &protocol, Mode::Deletion, &mut scorer)?.scores;
+        let insertion =
+            deletion::pair_curve(&input, shape, &protocol, Mode::Insertion, &mut scorer)?.scores;
+        Ok(MethodCurves {
+            deletion,
+            insertion,
+        })
+    }
+}
+
+/// The clean cosine of a pair, computed one way everywhere (selection, eligibility) so that a pair
+/// is classified identically in every shard.
+fn clean_score(engine: &dyn GradientEngine, a: &[f32], b: &[f32]) -> Result<f32> {
+    let both = [a, b].concat();
+    let e = engine.embed(&both, 2)?;
+    let d = e.len() / 2;
+    Ok(deletion::cosine(&e[..d], &e[d..]))
+}
+
+/// Model-space value of a black pixel; all channels must agree because Deletion fills every
+/// channel with one value.
+fn black_value(model: &FaceModel) -> Result<f32> {
+    let s = &model.spec;
+    let v: Vec<f32> = (0..3).map(|c| (0.0 - s.mean[c]) / s.std[c]).collect();
+    if v.iter().any(|x| (x - v[0]).abs() > 1e-6) {
+        bail!(
+            "model `{}`: black differs per channel ({v:?}); set `protocol.fill` to a number",
+            s.name
+        );
+    }
+    Ok(v[0])
+}
+
+pub fn panel_name(index: usize, genuine: bool) -> String {
+    format!(
+        "pair-{:05}-{}",
+        index + 1,
+        if genuine { "genuine" } else { "impostor" }
+    )
+}
+
+fn path_string(p: &Path) -> String {
+    p.to_string_lossy().replace('\\', "/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_selection() {
+        assert_eq!(
+            Shard::parse("2/4").expect("valid"),
+            Shard { index: 2, count: 4 }
+        );
+        for bad in ["0/4", "5/4", "1/0", "x/2", "3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (1..=3).map(|i| Shard { index: i, count: 3 }).collect();
+        for j in 0..20 {
+            assert_eq!(shards.iter().filter(|s| s.owns(j)).count(), 1);
+        }
+        assert!((0..5).all(|j| Shard::WHOLE.owns(j)));
+    }
+
+    #[test]
+    fn device_names() {
+        assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
+        assert!(parse_device("gpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+    }
+}

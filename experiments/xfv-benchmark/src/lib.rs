@@ -1,0 +1,68 @@
+//! xfv-benchmark: the Deletion/Insertion benchmark of face-verification explanations (FGGB paper,
+//! Tables I-III; DESIGN §8) as one entry point driven by small TOML configs (`ci.toml`,
+//! `lfw-full.toml`).
+//!
+//! * [`config`]: the typed config.
+//! * [`bench`]: pair selection, explaining, per-pair Deletion/Insertion scores, sharding.
+//! * [`report`]: per-pair records -> tables (pure, so merged shards equal an unsharded run).
+//! * [`output`]: run-directory files, TensorBoard events, `merge`.
+//! * [`draw`]: curve plots and saliency panels.
+
+pub mod bench;
+pub mod config;
+pub mod draw;
+pub mod output;
+pub mod report;
+
+use std::path::Path;
+
+use anyhow::Result;
+use facelens_board::{config as board_config, RunDir};
+
+pub use bench::{Bench, Progress, Shard};
+pub use config::{Config, EXPERIMENT};
+pub use report::Results;
+
+/// What [`run`] produced.
+pub struct Finished {
+    pub run: RunDir,
+    /// `None` for one shard of a sharded run (tables come from `merge`).
+    pub results: Option<Results>,
+    pub timings: bench::Timings,
+}
+
+/// Loads `config_path` with `overrides`, runs shard `shard` on `device`, and writes a run
+/// directory under `out`.
+pub fn run(
+    config_path: &Path,
+    overrides: &[String],
+    shard: Shard,
+    out: &Path,
+    device: &str,
+    progress: Progress<'_>,
+) -> Result<Finished> {
+    let resolved = board_config::load::<Config, _, _>(config_path, overrides)?;
+    resolved.value.validate()?;
+    let dev = bench::parse_device(device)?;
+    let bench = Bench::load(resolved.value, resolved.hash.clone(), &dev)?;
+    let output = bench.run(shard, progress)?;
+    let device_text = bench::describe_device(&dev);
+    let run = RunDir::create_with_device(out, EXPERIMENT, &resolved.text, &device_text)?;
+    let results = if shard.count == 1 {
+        Some(output::write_run(
+            &run,
+            &resolved.text,
+            &output.records,
+            &output.panels,
+            &output.timings,
+        )?)
+    } else {
+        output::write_shard(&run, &output.records, &output.panels, &output.timings)?;
+        None
+    };
+    Ok(Finished {
+        run,
+        results,
+        timings: output.timings,
+    })
+}

@@ -1,0 +1,609 @@
+//! Writing a run directory: records, tables (Markdown, CSV, JSON), plots, panels and TensorBoard
+//! events; and merging shard directories into one run.
+//!
+//! Every file is written atomically (temp file + rename), so an interrupted run never leaves a
+//! half-written table that looks complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use facelens_board::run_dir::write_atomic;
+use facelens_board::{HParamValue, RunDir, SummaryWriter};
+use facelens_eval::deletion::Perturb;
+use image::codecs::png::PngEncoder;
+use image::{ImageEncoder, RgbImage};
+
+use crate::bench::{Panel, Records, Shard, Timings};
+use crate::config::EXPERIMENT;
+use crate::draw::{self, Series};
+use crate::report::{self, Cell, Results};
+
+pub const RECORDS_FILE: &str = "records.json";
+pub const TIMINGS_FILE: &str = "timings.json";
+pub const TABLES_FILE: &str = "tables.md";
+pub const PANELS_DIR: &str = "panels";
+pub const PLOTS_DIR: &str = "plots";
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
+    let mut bytes = Vec::new();
+    PngEncoder::new(&mut bytes)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .with_context(|| format!("encoding {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes what a shard of a sharded run leaves behind: its records, timings and panels. Tables
+/// come from `merge`.
+pub fn write_shard(
+    run: &RunDir,
+    records: &Records,
+    panels: &[Panel],
+    timings: &Timings,
+) -> Result<()> {
+    run.write_json(RECORDS_FILE, records)?;
+    run.write_json(TIMINGS_FILE, timings)?;
+    for p in panels {
+        write_png(
+            &run.path().join(PANELS_DIR).join(format!("{}.png", p.name)),
+            &p.image,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a complete run: records, `results.json`, tables, plots, panels and TensorBoard events.
+pub fn write_run(
+    run: &RunDir,
+    config_text: &str,
+    records: &Records,
+    panels: &[Panel],
+    timings: &Timings,
+) -> Result<Results> {
+    let results = report::build(records)?;
+    let dir = run.path();
+    run.write_json(RECORDS_FILE, records)?;
+    run.write_json(TIMINGS_FILE, timings)?;
+    run.write_results(&results)?;
+    let markdown = results.markdown();
+    write_text(&dir.join(TABLES_FILE), &markdown)?;
+    write_text(&dir.join("table1.csv"), &results.table1.csv())?;
+    write_text(&dir.join("table2.csv"), &results.table2.csv())?;
+    write_text(&dir.join("table3.csv"), &results.table3_csv())?;
+    write_text(&dir.join("curves.csv"), &results.curves_csv())?;
+
+    let mut tb = run.summary_writer()?;
+    tb.add_text("config", &format!("```toml\n{config_text}\n```"), 0)?;
+    tb.add_text("tables", &markdown, 0)?;
+    let plots = plots(&results);
+    for (name, img) in &plots {
+        write_png(&dir.join(PLOTS_DIR).join(format!("{name}.png")), img)?;
+        tb.add_image(&format!("plots/{name}"), img, 0)?;
+    }
+    for p in panels {
+        write_png(
+            &dir.join(PANELS_DIR).join(format!("{}.png", p.name)),
+            &p.image,
+        )?;
+        tb.add_image(&format!("panels/{}", p.name), &p.image, 0)?;
+    }
+    let metrics = log_curves(&mut tb, &results)?;
+    let metric_refs: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    tb.add_hparams(&hparams(&results), &metric_refs)?;
+    tb.close()?;
+    Ok(results)
+}
+
+/// Scalars: accuracy per step (step = p in %) and AUCs (step 0). Returns the AUC tags.
+fn log_curves(tb: &mut SummaryWriter, r: &Results) -> Result<Vec<String>> {
+    let mut aucs = Vec::new();
+    let mut log = |tb: &mut SummaryWriter, prefix: String, cell: &Cell| -> Result<()> {
+        for (mode, ys, auc) in [
+            ("deletion", &cell.deletion, cell.deletion_auc),
+            ("insertion", &cell.insertion, cell.insertion_auc),
+        ] {
+            for (p, y) in r.steps.iter().zip(ys.iter()) {
+                tb.add_scalar(&format!("{prefix}/{mode}"), *y, p.round() as i64)?;
+            }
+            if let Some(a) = auc {
+                let tag = format!("auc/{prefix}/{mode}");
+                tb.add_scalar(&tag, a, 0)?;
+                aucs.push(tag);
+            }
+        }
+        Ok(())
+    };
+    for (name, t) in [("table1", &r.table1), ("table2", &r.table2)] {
+        for row in &t.rows {
+            log(tb, format!("{name}/{}", row.method), &row.cell)?;
+        }
+    }
+    for row in &r.table3 {
+        let model = tag_safe(&row.model);
+        log(tb, format!("table3/{model}/similarity"), &row.similarity)?;
+        log(
+            tb,
+            format!("table3/{model}/dissimilarity"),
+            &row.dissimilarity,
+        )?;
+    }
+    Ok(aucs)
+}
+
+/// Model references may be paths; TensorBoard tags should not contain `/` from them.
+fn tag_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn hparams(r: &Results) -> BTreeMap<String, HParamValue> {
+    let m = &r.models[0];
+    let mut h = BTreeMap::new();
+    h.insert("model".into(), HParamValue::String(m.name.clone()));
+    h.insert(
+        "models".into(),
+        HParamValue::String(
+            r.models
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    );
+    h.insert("methods".into(), HParamValue::String(r.methods.join(",")));
+    h.insert(
+        "threshold".into(),
+        HParamValue::Number(f64::from(m.threshold)),
+    );
+    h.insert("fill".into(), HParamValue::Number(f64::from(m.fill)));
+    h.insert(
+        "perturb".into(),
+        HParamValue::String(match r.perturb {
+            Perturb::Both => "both".into(),
+            Perturb::Probe => "probe".into(),
+        }),
+    );
+    let step = r.steps.get(1).copied().unwrap_or(100.0);
+    h.insert("step".into(), HParamValue::Number(step));
+    h.insert(
+        "pairs_selected".into(),
+        HParamValue::Number(r.pairs.selected as f64),
+    );
+    h
+}
+
+/// One plot per table and mode, a line per method (Tables I, II) or backbone (Table III).
+fn plots(r: &Results) -> Vec<(String, RgbImage)> {
+    let mut out = Vec::new();
+    let label = |name: &str, auc: Option<f64>, n: usize| match auc {
+        Some(a) => format!("{name}  AUC {a:.2}  (n={n})"),
+        None => format!("{name}  n/a"),
+    };
+    for (name, number, t) in [("table1", "I", &r.table1), ("table2", "II", &r.table2)] {
+        for mode in ["deletion", "insertion"] {
+            let series: Vec<Series> = t
+                .rows
+                .iter()
+                .map(|row| {
+                    let (ys, auc) = pick(&row.cell, mode);
+                    Series {
+                        label: label(&row.method, auc, row.cell.pairs),
+                        xs: &r.steps[..ys.len()],
+                        ys,
+                    }
+                })
+                .collect();
+            let (head, detail) = t.title_parts(number);
+            let head = format!("{head}: {mode}");
+            out.push((
+                format!("{name}-{mode}"),
+                draw::curve_plot(&[&head, &detail], "pixels perturbed (%)", &series),
+            ));
+        }
+    }
+    for kind in ["similarity", "dissimilarity"] {
+        for mode in ["deletion", "insertion"] {
+            let series: Vec<Series> = r
+                .table3
+                .iter()
+                .map(|row| {
+                    let cell = if kind == "similarity" {
+                        &row.similarity
+                    } else {
+                        &row.dissimilarity
+                    };
+                    let (ys, auc) = pick(cell, mode);
+                    Series {
+                        label: label(&row.model, auc, cell.pairs),
+                        xs: &r.steps[..ys.len()],
+                        ys,
+                    }
+                })
+                .collect();
+            let title = format!("Table III: FGGB {kind} maps across backbones: {mode}");
+            out.push((
+                format!("table3-{kind}-{mode}"),
+                draw::curve_plot(&[&title], "pixels perturbed (%)", &series),
+            ));
+        }
+    }
+    out
+}
+
+fn pick<'a>(cell: &'a Cell, mode: &str) -> (&'a [f64], Option<f64>) {
+    if mode == "deletion" {
+        (&cell.deletion, cell.deletion_auc)
+    } else {
+        (&cell.insertion, cell.insertion_auc)
+    }
+}
+
+/// Shard run directories named on the command line: each argument is a run directory holding
+/// `records.json`, or a folder whose immediate subfolders are searched for them (e.g.
+/// `runs/job-123/xfv-benchmark`).
+pub fn find_shards(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.join(RECORDS_FILE).is_file() {
+            out.push(a.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(a).with_context(|| {
+            format!(
+                "{} is neither a shard run directory nor a folder of them",
+                a.display()
+            )
+        })?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join(RECORDS_FILE).is_file())
+            .collect();
+        if found.is_empty() {
+            bail!("no {RECORDS_FILE} in {} or its subfolders", a.display());
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// A shard loaded for merging.
+pub struct ShardDir {
+    pub path: PathBuf,
+    pub config_text: String,
+    pub records: Records,
+}
+
+pub fn read_shard(dir: &Path) -> Result<ShardDir> {
+    let path = dir.join(RECORDS_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let records: Records = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a records file", path.display()))?;
+    let cfg = dir.join(facelens_board::run_dir::CONFIG_FILE);
+    let config_text =
+        std::fs::read_to_string(&cfg).with_context(|| format!("reading {}", cfg.display()))?;
+    Ok(ShardDir {
+        path: dir.to_path_buf(),
+        config_text,
+        records,
+    })
+}
+
+/// Combines the shards of one sharded run. Refuses mixtures of configs, missing or repeated
+/// shards, and pairs evaluated twice or not at all, naming the directories involved.
+pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
+    let Some(first) = shards.first() else {
+        bail!("nothing to merge")
+    };
+    let r0 = &first.records;
+    let count = r0.shard.count;
+    let mut seen: BTreeMap<usize, &Path> = BTreeMap::new();
+    for s in shards {
+        let r = &s.records;
+        if r.config_sha256 != r0.config_sha256 || s.config_text != first.config_text {
+            bail!(
+                "{} was run with another config ({}) than {} ({}); pass the shards of one run only",
+                s.path.display(),
+                &r.config_sha256[..8.min(r.config_sha256.len())],
+                first.path.display(),
+                &r0.config_sha256[..8.min(r0.config_sha256.len())]
+            );
+        }
+        if r.shard.count != count {
+            bail!(
+                "{} is shard {} but {} is shard {}",
+                s.path.display(),
+                r.shard,
+                first.path.display(),
+                r0.shard
+            );
+        }
+        if r.models != r0.models
+            || r.methods != r0.methods
+            || r.steps != r0.steps
+            || r.perturb != r0.perturb
+            || r.selected != r0.selected
+        {
+            bail!(
+                "{} and {} disagree on models, methods, steps or selection (different checkpoints or code?)",
+                s.path.display(),
+                first.path.display()
+            );
+        }
+        if let Some(other) = seen.insert(r.shard.index, &s.path) {
+            bail!(
+                "shard {} appears twice: {} and {}",
+                r.shard,
+                other.display(),
+                s.path.display()
+            );
+        }
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|i| !seen.contains_key(i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        bail!("missing shards: {}", missing.join(", "));
+    }
+    let mut records: Vec<_> = shards
+        .iter()
+        .flat_map(|s| s.records.records.iter().cloned())
+        .collect();
+    records.sort_by_key(|r| r.index);
+    let indices: BTreeSet<usize> = records.iter().map(|r| r.index).collect();
+    if indices.len() != records.len()
+        || indices.len() != r0.selected
+        || records.last().is_some_and(|r| r.index + 1 != r0.selected)
+    {
+        bail!("the shards hold {} records for {} distinct pairs, expected each of the {} selected pairs once", records.len(), indices.len(), r0.selected);
+    }
+    Ok(Records {
+        shard: Shard::WHOLE,
+        records,
+        ..r0.clone()
+    })
+}
+
+/// Panels saved by the shards, in name order.
+pub fn read_panels(shards: &[ShardDir]) -> Result<Vec<Panel>> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for s in shards {
+        let dir = s.path.join(PANELS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "png") {
+                let name = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.push((name, p));
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|(name, p)| {
+            let image = image::open(&p)
+                .with_context(|| format!("reading panel {}", p.display()))?
+                .to_rgb8();
+            Ok(Panel { name, image })
+        })
+        .collect()
+}
+
+/// Sums the shards' timings (what the whole job cost, not its wall time).
+pub fn read_timings(shards: &[ShardDir]) -> Timings {
+    let mut total = Timings::default();
+    for s in shards {
+        let Ok(bytes) = std::fs::read(s.path.join(TIMINGS_FILE)) else {
+            continue;
+        };
+        let Ok(t) = serde_json::from_slice::<Timings>(&bytes) else {
+            continue;
+        };
+        total.total_s += t.total_s;
+        total.select_s += t.select_s;
+        for (k, v) in t.explain_s {
+            *total.explain_s.entry(k).or_default() += v;
+        }
+        for (k, v) in t.curves_s {
+            *total.curves_s.entry(k).or_default() += v;
+        }
+    }
+    total
+}
+
+/// `merge`: shard directories -> one complete run directory under `out`.
+pub fn merge(args: &[PathBuf], out: &Path) -> Result<(RunDir, Results)> {
+    let dirs = find_shards(args)?;
+    let shards = dirs
+        .iter()
+        .map(|d| read_shard(d))
+        .collect::<Result<Vec<_>>>()?;
+    let records = merge_records(&shards)?;
+    let panels = read_panels(&shards)?;
+    let timings = read_timings(&shards);
+    let config_text = &shards[0].config_text;
+    let run = RunDir::create_with_device(
+        out,
+        EXPERIMENT,
+        config_text,
+        &format!("merge of {} shards", shards.len()),
+    )?;
+    let results = write_run(&run, config_text, &records, &panels, &timings)?;
+    Ok((run, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{MethodCurves, ModelInfo, ModelPairRecord, PairRecord};
+    use facelens_eval::deletion::MapKind;
+
+    /// Six pairs: genuine ones accepted at p = 0 and rejected from p = 50; impostors the reverse.
+    fn records(shard: Shard) -> Records {
+        let records = (0..6)
+            .filter(|&i| shard.owns(i))
+            .map(|i| {
+                let genuine = i % 2 == 0;
+                let (hi, lo) = (0.9f32, 0.1f32);
+                let curve = if genuine {
+                    vec![hi, hi, lo]
+                } else {
+                    vec![lo, hi, hi]
+                };
+                let mut methods = BTreeMap::new();
+                methods.insert(
+                    "fggb".to_string(),
+                    MethodCurves {
+                        deletion: curve.clone(),
+                        insertion: curve,
+                    },
+                );
+                PairRecord {
+                    index: i,
+                    line: i + 2,
+                    fold: 1,
+                    a: format!("a{i}"),
+                    b: format!("b{i}"),
+                    genuine,
+                    skipped: None,
+                    models: vec![ModelPairRecord {
+                        clean_score: if genuine { hi } else { lo },
+                        kind: Some(if genuine {
+                            MapKind::Similarity
+                        } else {
+                            MapKind::Dissimilarity
+                        }),
+                        methods,
+                    }],
+                }
+            })
+            .collect();
+        Records {
+            experiment: EXPERIMENT.into(),
+            config_sha256: "abcdef0123".into(),
+            shard,
+            selected: 6,
+            models: vec![ModelInfo {
+                name: "toy".into(),
+                threshold: 0.5,
+                threshold_source: "test".into(),
+                fill: -1.0,
+                embedding_dim: 4,
+                weights_sha256: "00".into(),
+            }],
+            methods: vec!["fggb".into()],
+            steps: vec![0.0, 50.0, 100.0],
+            perturb: Perturb::Both,
+            records,
+        }
+    }
+
+    fn shard_dir(i: usize, n: usize) -> ShardDir {
+        let shard = Shard { index: i, count: n };
+        ShardDir {
+            path: PathBuf::from(format!("s{i}")),
+            config_text: "x = 1\n".into(),
+            records: records(shard),
+        }
+    }
+
+    #[test]
+    fn merged_shards_equal_the_whole() {
+        let whole = records(Shard::WHOLE);
+        let merged =
+            merge_records(&[shard_dir(3, 3), shard_dir(1, 3), shard_dir(2, 3)]).expect("merge");
+        assert_eq!(merged, whole);
+        let (a, b) = (
+            report::build(&whole).expect("tables"),
+            report::build(&merged).expect("tables"),
+        );
+        assert_eq!(
+            serde_json::to_string(&a).expect("json"),
+            serde_json::to_string(&b).expect("json")
+        );
+        // Genuine: correct, correct, wrong -> 50 * (1 + 1) / 2 + 50 * (1 + 0) / 2 = 75.
+        assert_eq!(a.table1.rows[0].cell.deletion_auc, Some(75.0));
+        // Impostors: correct, wrong, wrong -> 25.
+        assert_eq!(a.table2.rows[0].cell.deletion_auc, Some(25.0));
+        assert_eq!(a.table3[0].similarity, a.table1.rows[0].cell);
+        assert_eq!(
+            (
+                a.pairs.per_model[0].similarity,
+                a.pairs.per_model[0].dissimilarity
+            ),
+            (3, 3)
+        );
+        assert!(
+            a.markdown().contains("| fggb | 75.00 | 75.00 | 3 |"),
+            "{}",
+            a.markdown()
+        );
+        assert_eq!(
+            a.table1.csv(),
+            "method,pairs,deletion_auc,insertion_auc\nfggb,3,75,75\n"
+        );
+    }
+
+    #[test]
+    fn merge_refuses_incomplete_or_mixed_shards() {
+        let err = merge_records(&[shard_dir(1, 3), shard_dir(3, 3)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing shards: 2/3"), "{err}");
+        let err = merge_records(&[shard_dir(1, 2), shard_dir(1, 2), shard_dir(2, 2)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("appears twice"), "{err}");
+        let mut other = shard_dir(2, 2);
+        other.records.config_sha256 = "ffff00001111".into();
+        let err = merge_records(&[shard_dir(1, 2), other])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another config"), "{err}");
+        let err = merge_records(&[shard_dir(1, 2), shard_dir(2, 3)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shard"), "{err}");
+        let mut lost = shard_dir(2, 2);
+        lost.records.records.pop();
+        assert!(merge_records(&[shard_dir(1, 2), lost]).is_err());
+    }
+
+    #[test]
+    fn a_table_without_pairs_says_so() {
+        let mut r = records(Shard::WHOLE);
+        r.records.retain(|p| p.genuine);
+        let res = report::build(&r).expect("tables");
+        assert_eq!(res.table2.rows[0].cell.pairs, 0);
+        assert_eq!(res.table2.rows[0].cell.deletion_auc, None);
+        assert!(res.markdown().contains("| fggb | n/a | n/a | 0 |"));
+        assert!(!plots(&res).is_empty());
+    }
+}

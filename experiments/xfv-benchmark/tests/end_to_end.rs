@@ -1,0 +1,194 @@
+//! The binary end to end on real LFW pairs with w600k_mbf: a tiny config (4 pairs, 1 method,
+//! 25 % steps) run whole, then as shards 1/2 and 2/2 merged, which must give identical tables.
+//!
+//! Needs `../shared/data/lfw` beside the repository and `checkpoints/w600k_mbf.safetensors`
+//! (`scripts/setup.sh`); without them the test says so and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The single run directory under `<out>/xfv-benchmark/`.
+fn only_run(out: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join("xfv-benchmark"))
+        .expect("experiment folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().expect("one run")
+}
+
+fn xfv(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xfv-benchmark"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("CI", "1")
+        .output()
+        .expect("binary runs");
+    assert!(
+        out.status.success(),
+        "xfv-benchmark {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn tiny_run_is_complete_and_shards_merge_exactly() {
+    let root = repo_root();
+    let lfw = root.join("../shared/data/lfw");
+    let checkpoint = facelens_models::zoo::setup_checkpoint(&facelens_models::zoo::w600k_mbf())
+        .expect("setup model");
+    if !lfw.join("pairs.txt").is_file() || !checkpoint.is_file() {
+        eprintln!(
+            "SKIPPED: needs {} and {} (run scripts/setup.sh)",
+            lfw.join("pairs.txt").display(),
+            checkpoint.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("tiny.toml");
+    let ci =
+        std::fs::read_to_string(root.join("experiments/xfv-benchmark/ci.toml")).expect("ci.toml");
+    std::fs::write(&config, ci).expect("write config");
+    let config = config.to_string_lossy().into_owned();
+    let common = [
+        "--config",
+        &config,
+        "--device",
+        "cpu",
+        "--set",
+        "subset.first=2",
+        "--set",
+        "methods=[\"score-gradient\"]",
+        "--set",
+        "protocol.step=25",
+        "--set",
+        "output.panels=1",
+    ];
+    let (whole, shards, merged) = (
+        tmp.path().join("whole"),
+        tmp.path().join("shards"),
+        tmp.path().join("merged"),
+    );
+    let arg = |p: &Path| p.to_string_lossy().into_owned();
+
+    xfv(&[&common[..], &["--out", &arg(&whole)]].concat());
+    let run = only_run(&whole);
+    for f in [
+        "config.toml",
+        "meta.json",
+        "results.json",
+        "records.json",
+        "tables.md",
+        "table1.csv",
+        "table2.csv",
+        "table3.csv",
+        "curves.csv",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
+    }
+    let events: Vec<_> = std::fs::read_dir(&run)
+        .expect("run dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0].metadata().expect("stat").len() > 1000,
+        "event file holds the logs"
+    );
+    assert!(!files_with_ext(&run.join("plots"), "png").is_empty());
+    assert_eq!(
+        files_with_ext(&run.join("panels"), "png").len(),
+        2,
+        "one genuine and one impostor panel"
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).expect("results"))
+            .expect("json");
+    assert_eq!(results["pairs"]["selected"], 4);
+    assert_eq!(
+        results["steps"],
+        serde_json::json!([0.0, 25.0, 50.0, 75.0, 100.0])
+    );
+    for table in ["table1", "table2"] {
+        let row = &results[table]["rows"][0];
+        assert_eq!(row["method"], "score-gradient");
+        assert_eq!(
+            row["pairs"], 2,
+            "{table}: first 2 accepted genuine / rejected impostor pairs"
+        );
+        let auc = row["deletion_auc"].as_f64().expect("auc");
+        assert!((0.0..=100.0).contains(&auc), "{auc}");
+        // p = 0 Deletion is the clean pair, which is classified correctly by construction.
+        assert_eq!(row["deletion"][0], 1.0);
+        assert_eq!(row["insertion"][4], 1.0);
+    }
+
+    xfv(&[&common[..], &["--out", &arg(&shards), "--shard", "1/2"]].concat());
+    xfv(&[&common[..], &["--out", &arg(&shards), "--shard", "2/2"]].concat());
+    xfv(&[
+        "merge",
+        &arg(&shards.join("xfv-benchmark")),
+        "--out",
+        &arg(&merged),
+    ]);
+    let merged_run = only_run(&merged);
+    for f in [
+        "results.json",
+        "records.json",
+        "tables.md",
+        "table1.csv",
+        "table2.csv",
+        "table3.csv",
+        "curves.csv",
+        "config.toml",
+    ] {
+        let (a, b) = (
+            std::fs::read(run.join(f)).expect("whole"),
+            std::fs::read(merged_run.join(f)).expect("merged"),
+        );
+        assert!(
+            a == b,
+            "{f} differs between the unsharded run and the merged shards"
+        );
+    }
+    let (pa, pb) = (
+        files_with_ext(&run.join("panels"), "png"),
+        files_with_ext(&merged_run.join("panels"), "png"),
+    );
+    assert_eq!(
+        pa.iter().map(|p| p.file_name()).collect::<Vec<_>>(),
+        pb.iter().map(|p| p.file_name()).collect::<Vec<_>>()
+    );
+    for (a, b) in pa.iter().zip(&pb) {
+        assert!(
+            std::fs::read(a).expect("png") == std::fs::read(b).expect("png"),
+            "{} differs",
+            a.display()
+        );
+    }
+}
