@@ -101,6 +101,47 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A JSON file (e.g. `meta.json`, `results.json`) could not be parsed.
+    #[error("cannot parse JSON file {path}: {source}")]
+    ParseJson {
+        /// File that was read.
+        path: PathBuf,
+        /// Parser error (includes line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// No run directory matches a run id or path.
+    #[error(
+        "no run '{query}' under {root} (give a run directory, or a run id or its unique prefix)"
+    )]
+    RunNotFound {
+        /// What the user asked for.
+        query: String,
+        /// Root folder that was searched.
+        root: PathBuf,
+    },
+
+    /// A run id prefix matches several runs.
+    #[error("'{query}' matches {} runs: {}", matches.len(), matches.join(", "))]
+    AmbiguousRun {
+        /// What the user asked for.
+        query: String,
+        /// `experiment/run_id` of every match.
+        matches: Vec<String>,
+    },
+
+    /// An experiment folder does not exist under the runs root.
+    #[error("no experiment '{experiment}' under {root} (found: {})", if available.is_empty() { "none".to_owned() } else { available.join(", ") })]
+    UnknownExperiment {
+        /// The experiment asked for.
+        experiment: String,
+        /// Root folder that was searched.
+        root: PathBuf,
+        /// Experiments that do exist there.
+        available: Vec<String>,
+    },
+
     /// A TOML config file could not be parsed.
     #[error("cannot parse TOML config {path}: {source}")]
     ConfigParse {

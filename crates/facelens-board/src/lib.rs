@@ -8,6 +8,8 @@
 //!   resolved config, provenance (`meta.json`) and results.
 //! * [`config`] loads TOML configs with `--set key.sub=value` overrides into a
 //!   typed struct, naming the offending key on every error.
+//! * [`runs`] finds and summarises existing run directories (for
+//!   `facelens runs list|show`).
 //!
 //! The library never prints and never panics on I/O; all failures are
 //! [`Error`]s naming the file involved.
@@ -34,6 +36,7 @@ pub mod proto;
 pub mod reader;
 pub mod record;
 pub mod run_dir;
+pub mod runs;
 pub mod utc;
 mod writer;
 

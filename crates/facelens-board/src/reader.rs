@@ -21,16 +21,39 @@ pub fn read_event_file(path: &Path) -> Result<Vec<Event>> {
 /// Decodes every event in an in-memory TFRecord stream. `path` is only used
 /// in error messages.
 pub fn decode_events(bytes: &[u8], path: &Path) -> Result<Vec<Event>> {
-    record::read_records(bytes, path)?
-        .into_iter()
-        .map(|rec| {
-            Event::decode(rec.data).map_err(|source| Error::DecodeEvent {
-                path: path.to_path_buf(),
-                offset: rec.offset,
-                source,
-            })
-        })
-        .collect()
+    match decode_valid_prefix(bytes, path) {
+        (events, None) => Ok(events),
+        (_, Some(err)) => Err(err),
+    }
+}
+
+/// The events before the first bad record or undecodable payload, and that problem.
+fn decode_valid_prefix(bytes: &[u8], path: &Path) -> (Vec<Event>, Option<Error>) {
+    let (records, problem) = record::read_valid_prefix(bytes, path);
+    let mut events = Vec::with_capacity(records.len());
+    for rec in records {
+        match Event::decode(rec.data) {
+            Ok(event) => events.push(event),
+            Err(source) => {
+                let err = Error::DecodeEvent {
+                    path: path.to_path_buf(),
+                    offset: rec.offset,
+                    source,
+                };
+                return (events, Some(err));
+            }
+        }
+    }
+    (events, problem)
+}
+
+/// Reads the events of a file that may still be being written: events up to
+/// the first bad record (torn tail, CRC mismatch, undecodable payload) are
+/// returned together with that problem instead of failing the whole file.
+/// Only a file that cannot be read at all is an error.
+pub fn read_event_file_prefix(path: &Path) -> Result<(Vec<Event>, Option<Error>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(decode_valid_prefix(&bytes, path))
 }
 
 /// Event files (`*tfevents*`) directly inside `logdir`, sorted by name.

@@ -73,6 +73,16 @@ pub struct Record<'a> {
 ///
 /// `path` is only used in error messages.
 pub fn read_records<'a>(bytes: &'a [u8], path: &Path) -> Result<Vec<Record<'a>>> {
+    match read_valid_prefix(bytes, path) {
+        (records, None) => Ok(records),
+        (_, Some(err)) => Err(err),
+    }
+}
+
+/// Like [`read_records`], but keeps the records before the first bad one and
+/// returns the problem beside them, as TensorBoard does with a file that is
+/// still being written (its tail may be a half-flushed record).
+pub fn read_valid_prefix<'a>(bytes: &'a [u8], path: &Path) -> (Vec<Record<'a>>, Option<Error>) {
     let corrupt = |offset: usize, reason: String| Error::CorruptRecord {
         path: path.to_path_buf(),
         offset: offset as u64,
@@ -88,34 +98,35 @@ pub fn read_records<'a>(bytes: &'a [u8], path: &Path) -> Result<Vec<Record<'a>>>
     let mut pos = 0usize;
     while pos < bytes.len() {
         if bytes.len() - pos < HEADER_LEN {
-            return Err(corrupt(pos, "truncated header".into()));
+            return (records, Some(corrupt(pos, "truncated header".into())));
         }
         let len_bytes = &bytes[pos..pos + 8];
         let stored = read_u32(pos + 8);
         let computed = masked_crc32c(len_bytes);
         if stored != computed {
-            return Err(corrupt(
-                pos,
-                format!("length CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"),
-            ));
+            let reason =
+                format!("length CRC mismatch (stored {stored:#010x}, computed {computed:#010x})");
+            return (records, Some(corrupt(pos, reason)));
         }
         let mut len_arr = [0u8; 8];
         len_arr.copy_from_slice(len_bytes);
-        let len = usize::try_from(u64::from_le_bytes(len_arr))
-            .map_err(|_| corrupt(pos, "record length does not fit in memory".into()))?;
+        let Ok(len) = usize::try_from(u64::from_le_bytes(len_arr)) else {
+            let reason = "record length does not fit in memory".into();
+            return (records, Some(corrupt(pos, reason)));
+        };
         let data_start = pos + HEADER_LEN;
         let available = bytes.len() - data_start;
         if available < FOOTER_LEN || available - FOOTER_LEN < len {
-            return Err(corrupt(pos, format!("truncated record of {len} bytes")));
+            let reason = format!("truncated record of {len} bytes");
+            return (records, Some(corrupt(pos, reason)));
         }
         let data = &bytes[data_start..data_start + len];
         let stored = read_u32(data_start + len);
         let computed = masked_crc32c(data);
         if stored != computed {
-            return Err(corrupt(
-                pos,
-                format!("data CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"),
-            ));
+            let reason =
+                format!("data CRC mismatch (stored {stored:#010x}, computed {computed:#010x})");
+            return (records, Some(corrupt(pos, reason)));
         }
         records.push(Record {
             offset: pos as u64,
@@ -123,7 +134,7 @@ pub fn read_records<'a>(bytes: &'a [u8], path: &Path) -> Result<Vec<Record<'a>>>
         });
         pos = data_start + len + FOOTER_LEN;
     }
-    Ok(records)
+    (records, None)
 }
 
 #[cfg(test)]
@@ -200,5 +211,21 @@ mod tests {
 
         let err = read_records(&good[..5], mem()).unwrap_err();
         assert!(err.to_string().contains("truncated header"), "{err}");
+    }
+
+    #[test]
+    fn valid_prefix_survives_a_torn_tail() {
+        let mut buf = encode_record(b"first");
+        buf.extend_from_slice(&encode_record(b"second"));
+        let whole = buf.len();
+        buf.extend_from_slice(&encode_record(b"third, half written")[..10]);
+        let (recs, err) = read_valid_prefix(&buf, mem());
+        let payloads: Vec<&[u8]> = recs.iter().map(|r| r.data).collect();
+        assert_eq!(payloads, vec![&b"first"[..], b"second"]);
+        match err {
+            Some(Error::CorruptRecord { offset, .. }) => assert_eq!(offset, whole as u64),
+            other => panic!("expected a corrupt tail, got {other:?}"),
+        }
+        assert!(read_valid_prefix(&buf[..whole], mem()).1.is_none());
     }
 }

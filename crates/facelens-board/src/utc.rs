@@ -46,6 +46,38 @@ impl UtcDateTime {
         )
     }
 
+    /// Parses the [`compact`](Self::compact) form at the start of `s` (as in
+    /// a run id `20240229-130509-1a2b3c4d`); `None` if `s` does not start
+    /// with a plausible one.
+    pub fn parse_compact_prefix(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        // ASCII only, so the slices below stay on character boundaries.
+        if b.len() < 15 || !b[..15].is_ascii() || b[8] != b'-' {
+            return None;
+        }
+        let num = |range: std::ops::Range<usize>| -> Option<u32> {
+            let digits = &s[range];
+            digits
+                .bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| digits.parse().ok())?
+        };
+        let t = UtcDateTime {
+            year: i64::from(num(0..4)?),
+            month: num(4..6)?,
+            day: num(6..8)?,
+            hour: num(9..11)?,
+            minute: num(11..13)?,
+            second: num(13..15)?,
+        };
+        let plausible = (1..=12).contains(&t.month)
+            && (1..=31).contains(&t.day)
+            && t.hour < 24
+            && t.minute < 60
+            && t.second < 60;
+        plausible.then_some(t)
+    }
+
     /// RFC 3339 / ISO 8601, e.g. `2024-02-29T13:05:09Z`.
     pub fn rfc3339(&self) -> String {
         format!(
@@ -91,6 +123,24 @@ mod tests {
             UtcDateTime::from_unix(4_107_542_400).rfc3339(),
             "2100-03-01T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn compact_round_trips() {
+        let t = UtcDateTime::from_unix(1_709_211_909);
+        assert_eq!(UtcDateTime::parse_compact_prefix(&t.compact()), Some(t));
+        let id = "20240229-130509-1a2b3c4d-2";
+        let parsed = UtcDateTime::parse_compact_prefix(id).map(|t| t.rfc3339());
+        assert_eq!(parsed.as_deref(), Some("2024-02-29T13:05:09Z"));
+        for bad in [
+            "",
+            "2024",
+            "20240229_130509",
+            "20241329-130509",
+            "2024022é-130509",
+        ] {
+            assert_eq!(UtcDateTime::parse_compact_prefix(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -34,6 +34,9 @@ enum Command {
     /// Evaluate a model on a benchmark.
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
+    /// List and inspect experiment run directories (runs/<experiment>/<run id>/).
+    #[command(subcommand)]
+    Runs(cmd::runs::RunsCommand),
 }
 
 fn main() {
@@ -45,6 +48,7 @@ fn main() {
         Command::Explain(a) => cmd::explain::run(a, &device),
         Command::Align(a) => cmd::align::run(a),
         Command::Eval(c) => cmd::eval::run(c, &device),
+        Command::Runs(c) => cmd::runs::run(c),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");

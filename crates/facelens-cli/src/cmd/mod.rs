@@ -4,6 +4,7 @@ pub mod embed;
 pub mod eval;
 pub mod explain;
 pub mod import;
+pub mod runs;
 pub mod verify;
 
 use anyhow::{Context, Result};
