@@ -64,8 +64,10 @@ fn bytes_per_row(net: &Net) -> usize {
     4 * (4 * largest + 9 * net.input.numel())
 }
 
+/// Rows per pass that fit `budget`, at most 32: beyond that the buffers outgrow the caches
+/// and each GEMM is already wide (N = H*W*rows), so larger passes measured slower.
 pub fn rows_for_budget(net: &Net, budget: usize) -> usize {
-    (budget / bytes_per_row(net)).clamp(1, 128)
+    (budget / bytes_per_row(net)).clamp(1, 32)
 }
 
 /// A quarter of available memory, at most 2 GiB (`FACELENS_JACOBIAN_MEMORY` in MiB overrides).
