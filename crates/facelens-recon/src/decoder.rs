@@ -1,0 +1,490 @@
+//! The feature-to-face decoder `D: R^N -> 3 x 112 x 112` (DESIGN §9).
+//!
+//! Architecture in the spirit of the DCGAN generator (Radford et al., 2016) as used for
+//! feature-inversion of face embeddings (e.g. Mai et al., "On the reconstruction of face images
+//! from deep face templates", TPAMI 2018): the L2-normalised embedding goes through a linear
+//! layer to `width x 7 x 7`, four blocks double the resolution (7 -> 14 -> 28 -> 56 -> 112) while
+//! halving the channels, a 3x3 convolution maps to RGB and `tanh` bounds the output to `[-1, 1]`
+//! (RGB, `pixel = (x + 1) * 127.5`; see [`crate::losses::ModelInput`] for other backbones).
+//!
+//! Only operations whose gradients candle computes correctly are used (CANDLE-NOTES §1):
+//! nearest x2 upsampling + conv or a stride-2 transposed conv, BatchNorm/GroupNorm (never the
+//! fused layer norm, which silently cuts the graph), PReLU or leaky ReLU.
+
+use candle_core::{DType, Module, ModuleT, Tensor, D};
+use candle_nn::{
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
+    GroupNorm, Linear, PReLU, VarBuilder, VarMap,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ReconError, Result};
+use crate::rng::Rng;
+
+/// Side of the decoder's first feature map.
+pub const SEED_SIDE: usize = 7;
+/// Number of x2 upsampling blocks: 7 * 2^4 = 112.
+pub const NUM_BLOCKS: usize = 4;
+/// Output side.
+pub const OUTPUT_SIDE: usize = SEED_SIDE << NUM_BLOCKS;
+
+/// How a block doubles the resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpsampleKind {
+    /// Nearest-neighbour x2 then a 3x3 convolution: free of checkerboard artefacts.
+    NearestConv,
+    /// A 4x4 stride-2 transposed convolution (slow on candle's CPU backend).
+    ConvTranspose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormKind {
+    /// BatchNorm; its running statistics are buffers saved with the checkpoint.
+    Batch,
+    /// GroupNorm: independent of the batch, so small or single-image batches behave the same.
+    Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationKind {
+    /// Per-channel PReLU (learned slope, initialised to 0.25).
+    Prelu,
+    /// Leaky ReLU with slope 0.2.
+    LeakyRelu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Dimension N of the embedding (512 for w600k_mbf).
+    pub embedding_dim: usize,
+    /// Channels of the 7x7 seed map; each block halves them.
+    pub width: usize,
+    /// Lower bound on a block's channels, so narrow decoders keep some capacity at 112x112.
+    pub min_channels: usize,
+    pub block: UpsampleKind,
+    pub norm: NormKind,
+    /// Groups for GroupNorm (reduced to a divisor of the channel count where needed).
+    pub groups: usize,
+    pub activation: ActivationKind,
+    /// 3x3 convolutions per block (the first one follows the upsampling).
+    pub convs_per_block: usize,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        Self {
+            embedding_dim: 512,
+            width: 512,
+            min_channels: 16,
+            block: UpsampleKind::NearestConv,
+            norm: NormKind::Batch,
+            groups: 32,
+            activation: ActivationKind::Prelu,
+            convs_per_block: 1,
+        }
+    }
+}
+
+impl DecoderConfig {
+    /// A decoder small enough for unit tests and CI runs on a CPU.
+    pub fn tiny(embedding_dim: usize) -> Self {
+        Self {
+            embedding_dim,
+            width: 32,
+            min_channels: 8,
+            ..Self::default()
+        }
+    }
+
+    /// Output channels of block `i` (0-based).
+    pub fn block_channels(&self, i: usize) -> usize {
+        (self.width >> (i + 1)).max(self.min_channels).max(1)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.embedding_dim == 0 || self.width == 0 {
+            return Err(ReconError::Config(
+                "decoder embedding_dim and width must be > 0".into(),
+            ));
+        }
+        if self.convs_per_block == 0 {
+            return Err(ReconError::Config(
+                "decoder convs_per_block must be >= 1".into(),
+            ));
+        }
+        if self.norm == NormKind::Group && self.groups == 0 {
+            return Err(ReconError::Config(
+                "decoder groups must be >= 1 for group norm".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Largest divisor of `channels` that is at most `wanted`.
+// `%` rather than `is_multiple_of`: the workspace's rust-version (1.85) predates it.
+#[allow(clippy::manual_is_multiple_of)]
+fn group_count(channels: usize, wanted: usize) -> usize {
+    (1..=wanted.min(channels))
+        .rev()
+        .find(|g| channels % g == 0)
+        .unwrap_or(1)
+}
+
+#[derive(Debug, Clone)]
+enum Norm {
+    Batch(BatchNorm),
+    Group(GroupNorm),
+}
+
+impl Norm {
+    fn new(
+        kind: NormKind,
+        channels: usize,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        Ok(match kind {
+            NormKind::Batch => Norm::Batch(candle_nn::batch_norm(
+                channels,
+                BatchNormConfig {
+                    eps: 1e-5,
+                    remove_mean: true,
+                    affine: true,
+                    momentum: 0.1,
+                },
+                vb,
+            )?),
+            NormKind::Group => Norm::Group(candle_nn::group_norm(
+                group_count(channels, groups),
+                channels,
+                1e-5,
+                vb,
+            )?),
+        })
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        match self {
+            Norm::Batch(bn) => bn.forward_t(xs, train),
+            Norm::Group(gn) => gn.forward(xs),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Activation {
+    Prelu(PReLU),
+    Leaky(f64),
+}
+
+impl Activation {
+    fn new(kind: ActivationKind, channels: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(match kind {
+            ActivationKind::Prelu => Activation::Prelu(candle_nn::prelu(Some(channels), vb)?),
+            ActivationKind::LeakyRelu => Activation::Leaky(0.2),
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Activation::Prelu(p) => p.forward(xs),
+            // relu(x) - a * relu(-x): built from ops with well-tested gradients.
+            Activation::Leaky(a) => xs.relu()? - (xs.neg()?.relu()? * *a)?,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Conv {
+    Plain(Conv2d),
+    Transposed(ConvTranspose2d),
+}
+
+/// conv -> norm -> activation.
+#[derive(Debug, Clone)]
+struct ConvUnit {
+    conv: Conv,
+    norm: Norm,
+    act: Activation,
+}
+
+impl ConvUnit {
+    fn new(
+        cfg: &DecoderConfig,
+        in_c: usize,
+        out_c: usize,
+        transposed: bool,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        // No conv bias: the norm's shift makes it redundant.
+        let conv = if transposed {
+            let c = ConvTranspose2dConfig {
+                padding: 1,
+                output_padding: 0,
+                stride: 2,
+                dilation: 1,
+            };
+            Conv::Transposed(candle_nn::conv_transpose2d_no_bias(
+                in_c,
+                out_c,
+                4,
+                c,
+                vb.pp("conv"),
+            )?)
+        } else {
+            let c = Conv2dConfig {
+                padding: 1,
+                ..Default::default()
+            };
+            Conv::Plain(candle_nn::conv2d_no_bias(in_c, out_c, 3, c, vb.pp("conv"))?)
+        };
+        Ok(Self {
+            conv,
+            norm: Norm::new(cfg.norm, out_c, cfg.groups, vb.pp("norm"))?,
+            act: Activation::new(cfg.activation, out_c, vb.pp("act"))?,
+        })
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let ys = match &self.conv {
+            Conv::Plain(c) => c.forward(xs)?,
+            Conv::Transposed(c) => c.forward(xs)?,
+        };
+        self.act.forward(&self.norm.forward_t(&ys, train)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct UpBlock {
+    nearest: bool,
+    units: Vec<ConvUnit>,
+}
+
+impl UpBlock {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let mut h = if self.nearest {
+            let (_, _, hh, ww) = xs.dims4()?;
+            xs.upsample_nearest2d(2 * hh, 2 * ww)?
+        } else {
+            xs.clone()
+        };
+        for u in &self.units {
+            h = u.forward_t(&h, train)?;
+        }
+        Ok(h)
+    }
+}
+
+/// The decoder. Parameter names: `fc`, `fc_norm`, `fc_act`, `blocks.{i}.{j}.{conv,norm,act}`,
+/// `to_rgb`.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    config: DecoderConfig,
+    fc: Linear,
+    fc_norm: Norm,
+    fc_act: Activation,
+    blocks: Vec<UpBlock>,
+    to_rgb: Conv2d,
+}
+
+impl Decoder {
+    pub fn new(config: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let w = config.width;
+        let fc = candle_nn::linear(config.embedding_dim, w * SEED_SIDE * SEED_SIDE, vb.pp("fc"))?;
+        let fc_norm = Norm::new(config.norm, w, config.groups, vb.pp("fc_norm"))?;
+        let fc_act = Activation::new(config.activation, w, vb.pp("fc_act"))?;
+        let mut blocks = Vec::with_capacity(NUM_BLOCKS);
+        let mut in_c = w;
+        for i in 0..NUM_BLOCKS {
+            let out_c = config.block_channels(i);
+            let vbi = vb.pp(format!("blocks.{i}"));
+            let mut units = Vec::with_capacity(config.convs_per_block);
+            for j in 0..config.convs_per_block {
+                let transposed = j == 0 && config.block == UpsampleKind::ConvTranspose;
+                let c_in = if j == 0 { in_c } else { out_c };
+                units.push(ConvUnit::new(
+                    config,
+                    c_in,
+                    out_c,
+                    transposed,
+                    vbi.pp(j.to_string()),
+                )?);
+            }
+            blocks.push(UpBlock {
+                nearest: config.block == UpsampleKind::NearestConv,
+                units,
+            });
+            in_c = out_c;
+        }
+        let to_rgb = candle_nn::conv2d(
+            in_c,
+            3,
+            3,
+            Conv2dConfig {
+                padding: 1,
+                ..Default::default()
+            },
+            vb.pp("to_rgb"),
+        )?;
+        Ok(Self {
+            config: config.clone(),
+            fc,
+            fc_norm,
+            fc_act,
+            blocks,
+            to_rgb,
+        })
+    }
+
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Decodes `(N, embedding_dim)` embeddings (raw or normalised: they are L2-normalised here)
+    /// into `(N, 3, 112, 112)` RGB images in `[-1, 1]`. `train` switches BatchNorm to batch
+    /// statistics (and updates its running statistics).
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        let dims = z.dims();
+        if dims.len() != 2 || dims[1] != self.config.embedding_dim {
+            return Err(ReconError::UnexpectedShape {
+                what: "decoder input",
+                expected: vec![
+                    dims.first().copied().unwrap_or(1),
+                    self.config.embedding_dim,
+                ],
+                got: dims.to_vec(),
+            });
+        }
+        let n = dims[0];
+        let z = l2_normalise_rows(z)?;
+        let h = self
+            .fc
+            .forward(&z)?
+            .reshape((n, self.config.width, SEED_SIDE, SEED_SIDE))?;
+        let mut h = self.fc_act.forward(&self.fc_norm.forward_t(&h, train)?)?;
+        for b in &self.blocks {
+            h = b.forward_t(&h, train)?;
+        }
+        Ok(self.to_rgb.forward(&h)?.tanh()?)
+    }
+
+    /// Inference: BatchNorm uses its running statistics.
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        self.forward_t(z, false)
+    }
+}
+
+/// `x / sqrt(sum x^2 + eps)` per row, from differentiable ops (there is no fused normalise).
+pub fn l2_normalise_rows(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = (x.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
+    x.broadcast_div(&norm)
+}
+
+/// True for BatchNorm running statistics: buffers, not parameters (never optimised).
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// Builds a decoder whose variables live in a fresh [`VarMap`], initialised from `seed` so the
+/// same seed gives the same network on every machine (candle cannot seed its CPU generator).
+pub fn build_seeded(
+    config: &DecoderConfig,
+    seed: u64,
+    device: &candle_core::Device,
+) -> Result<(Decoder, VarMap)> {
+    let varmap = VarMap::new();
+    let decoder = Decoder::new(config, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    init_seeded(&varmap, seed)?;
+    Ok((decoder, varmap))
+}
+
+/// PyTorch-style initialisation by parameter name: weights uniform in `±1/sqrt(fan_in)`,
+/// biases zero, norm scales one, PReLU slopes 0.25, running mean 0 and variance 1.
+pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ReconError::Config("variable map lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = Rng::stream(seed, 0x1417);
+    for name in names {
+        let var = &data[name];
+        let shape = var.dims().to_vec();
+        let numel: usize = shape.iter().product();
+        let constant = |c: f32| vec![c; numel];
+        let values = if name.ends_with("running_mean") || name.ends_with("bias") {
+            constant(0.0)
+        } else if name.ends_with("running_var")
+            || (name.contains("norm") && name.ends_with("weight"))
+        {
+            constant(1.0)
+        } else if name.contains("act") && name.ends_with("weight") {
+            constant(0.25)
+        } else {
+            // Linear (out, in), Conv2d (out, in, k, k), ConvTranspose2d (in, out, k, k): PyTorch
+            // takes fan_in from dim 1 times the kernel size in every case.
+            let fan_in =
+                shape.get(1).copied().unwrap_or(1) * shape.iter().skip(2).product::<usize>();
+            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+            (0..numel)
+                .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+                .collect()
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Decoded images as HWC RGB `u8` crops: `pixel = round((x + 1) * 127.5)`.
+pub fn to_crops(images: &Tensor) -> Result<Vec<image::RgbImage>> {
+    let (n, c, h, w) = images.dims4()?;
+    if c != 3 {
+        return Err(ReconError::UnexpectedShape {
+            what: "decoded images",
+            expected: vec![n, 3, h, w],
+            got: vec![n, c, h, w],
+        });
+    }
+    let data: Vec<f32> = images
+        .to_device(&candle_core::Device::Cpu)?
+        .flatten_all()?
+        .to_vec1()?;
+    let plane = h * w;
+    Ok((0..n)
+        .map(|i| {
+            let img = &data[i * 3 * plane..(i + 1) * 3 * plane];
+            image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let p = y as usize * w + x as usize;
+                image::Rgb(std::array::from_fn(|ch| unit_to_u8(img[ch * plane + p])))
+            })
+        })
+        .collect())
+}
+
+/// `[-1, 1]` to `0..=255`, NaN to 0.
+pub fn unit_to_u8(v: f32) -> u8 {
+    if v.is_finite() {
+        ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
+    } else {
+        0
+    }
+}
+
+/// HWC RGB `u8` crop to CHW `f32` in `[-1, 1]`.
+pub fn crop_to_unit(rgb: &[u8], out: &mut Vec<f32>) {
+    let plane = rgb.len() / 3;
+    let start = out.len();
+    out.resize(start + rgb.len(), 0.0);
+    for p in 0..plane {
+        for c in 0..3 {
+            out[start + c * plane + p] = rgb[p * 3 + c] as f32 / 127.5 - 1.0;
+        }
+    }
+}

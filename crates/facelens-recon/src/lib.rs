@@ -1,0 +1,44 @@
+//! Feature-to-face reconstruction for facelens (DESIGN §9).
+//!
+//! A decoder learns to turn a face-recognition embedding back into a face; perturbing one
+//! embedding dimension and watching what changes in the reconstruction maps features to facial
+//! regions. The crate is organised by responsibility:
+//!
+//! * [`decoder`]: the network `D: R^N -> 3x112x112` and its configuration.
+//! * [`losses`]: masked L1, identity loss through the frozen backbone, SSIM.
+//! * [`adamw`], [`schedule`], [`rng`], [`checkpoint`], [`trainer`]: a training step whose whole
+//!   state (weights, BatchNorm buffers, optimizer moments, step, RNG) is saved atomically, so a
+//!   resumed run reproduces the uninterrupted one exactly; NaN steps are skipped and recovered.
+//! * [`data`]: UTKFace/LFW crops, cached embeddings, the deterministic batch order and the
+//!   worker-thread loader.
+//! * [`metrics`], [`eval`]: PSNR, SSIM, identity cosine and verification success rates.
+//! * [`probe`]: per-dimension region maps, per-region statistics and panels.
+//! * [`dfv`]: the DFV explainer (`facelens_saliency::Explainer`) built on the probe.
+//!
+//! The library never prints; the `decoder-train` experiment owns logging and progress bars.
+
+pub mod adamw;
+pub mod checkpoint;
+pub mod data;
+pub mod decoder;
+pub mod dfv;
+pub mod error;
+pub mod eval;
+pub mod losses;
+pub mod metrics;
+pub mod probe;
+pub mod rng;
+pub mod schedule;
+pub mod trainer;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use checkpoint::{load_decoder, Checkpoint, CheckpointMeta};
+pub use data::{
+    AlignedFiles, Batch, BatchLoader, BatchPlan, EmbeddingTable, EvalFace, FaceSource, TrainData,
+};
+pub use decoder::{ActivationKind, Decoder, DecoderConfig, NormKind, UpsampleKind};
+pub use dfv::Dfv;
+pub use error::{ReconError, Result};
+pub use eval::{evaluate, NamedThreshold, ReconMetrics};
+pub use losses::{FrozenBackbone, IdentityBackend, LossConfig, ModelInput};
+pub use trainer::{StepOutcome, StepReport, TrainConfig, Trainer};

@@ -1,0 +1,86 @@
+//! The experiment's TOML config. Every tunable key is spelled out in `ci.toml` and
+//! `default.toml`, so `--set key=value` can override any of them (facelens-board refuses keys
+//! that are not in the base config, catching typos).
+
+use std::collections::BTreeMap;
+
+use facelens_recon::{DecoderConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+    /// Backbone: a zoo name (`w600k_mbf`) or a `.safetensors` path.
+    pub model: String,
+    /// Run directories go to `<runs_root>/decoder-train/<timestamp>-<hash>/`.
+    pub runs_root: String,
+    pub data: DataConfig,
+    pub lfw: LfwConfig,
+    /// `embedding_dim` is taken from the model.
+    pub decoder: DecoderConfig,
+    pub train: TrainConfig,
+    pub log: LogConfig,
+    pub eval: EvalConfig,
+    pub probe: ProbeConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// UTKFace images folder and its landmark CSV (training data, colour).
+    pub images: String,
+    pub landmarks: String,
+    /// Use the first `limit` images (sorted by name); 0 = all.
+    pub limit: usize,
+    /// Fraction of training samples shown in grey, so grey LFW embeddings decode sensibly.
+    pub grey_fraction: f64,
+    /// Loader threads and batches each may prepare ahead.
+    pub workers: usize,
+    pub prefetch: usize,
+    /// Crops per backbone pass when embedding the training set once.
+    pub embed_batch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LfwConfig {
+    pub images: String,
+    pub landmarks: String,
+    pub pairs: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Reconstruction grid of the fixed held-out faces every this many steps (and at the end).
+    pub images_every: u64,
+    pub histograms_every: u64,
+    pub checkpoint_every: u64,
+    /// Also keep a copy of every periodic checkpoint as `checkpoints/step_NNNNNN.safetensors`.
+    pub keep_checkpoints: bool,
+    /// Held-out LFW faces in the TensorBoard grid.
+    pub panel_faces: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Held-out LFW faces (one genuine pair per person, in pairs.txt order).
+    pub faces: usize,
+    pub batch: usize,
+    /// Named cosine thresholds, e.g. the LFW thresholds at FAR 0.1 % and 1 %.
+    pub thresholds: BTreeMap<String, f32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// LFW faces probed at the end of training (0 = skip).
+    pub faces: usize,
+    /// Dimensions listed and drawn per region.
+    pub top_k: usize,
+    /// Perturbed embeddings per decoder pass.
+    pub batch: usize,
+}
