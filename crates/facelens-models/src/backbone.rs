@@ -221,21 +221,30 @@ pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportRe
         Arch::MobileFaceNet(c) => serde_json::to_string(c).unwrap_or_default(),
         Arch::IResNet(c) => serde_json::to_string(c).unwrap_or_default(),
     };
+    write_import(onnx_path, out, arch.name(), config, sha, &tensors, layout.num_parameters())
+}
+
+/// Writes imported tensors with the metadata that lets `FaceModel::load` (or the detector)
+/// rebuild the architecture: arch name, config JSON, source file name and its sha256.
+pub(crate) fn write_import(
+    onnx_path: &Path,
+    out: &Path,
+    arch: &str,
+    config_json: String,
+    source_sha256: String,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    parameters: usize,
+) -> Result<ImportReport> {
     let mut meta = BTreeMap::new();
-    meta.insert(META_ARCH.to_string(), arch.name().to_string());
-    meta.insert(META_CONFIG.to_string(), config);
+    meta.insert(META_ARCH.to_string(), arch.to_string());
+    meta.insert(META_CONFIG.to_string(), config_json);
     meta.insert(
         META_SOURCE.to_string(),
         onnx_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
     );
-    meta.insert(META_SOURCE_SHA256.to_string(), sha.clone());
-    weights::save_atomic(out, &tensors, &meta)?;
-    Ok(ImportReport {
-        tensors: tensors.len(),
-        parameters: layout.num_parameters(),
-        source_sha256: sha,
-        output: out.to_path_buf(),
-    })
+    meta.insert(META_SOURCE_SHA256.to_string(), source_sha256.clone());
+    weights::save_atomic(out, tensors, &meta)?;
+    Ok(ImportReport { tensors: tensors.len(), parameters, source_sha256, output: out.to_path_buf() })
 }
 
 /// sha256 of a file, hex.

@@ -13,7 +13,6 @@
 //! `score_S (N, H*W*2, 1)` (after sigmoid), `bbox_S (N, H*W*2, 4)` and `kps_S (N, H*W*2, 10)`,
 //! in units of the stride, anchors ordered (row, column, anchor).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, T
 use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
 use sha2::{Digest, Sha256};
 
-use crate::backbone::{ImportReport, META_ARCH, META_CONFIG, META_SOURCE, META_SOURCE_SHA256};
+use crate::backbone::{ImportReport, META_ARCH, META_CONFIG};
 use crate::error::{ModelError, Result};
 use crate::onnx::{attr_i, attr_ints, OnnxGraph};
 use crate::weights::{self, ParamLayout};
@@ -633,21 +632,8 @@ pub fn import_onnx(onnx_path: &Path, out: &Path) -> Result<ImportReport> {
     let config = Config::scrfd_500m_bnkps();
     let tensors = map_graph(&graph, &config)?;
     let layout = Scrfd::layout(&config)?;
-    let mut meta = BTreeMap::new();
-    meta.insert(META_ARCH.to_string(), ARCH.to_string());
-    meta.insert(META_CONFIG.to_string(), serde_json::to_string(&config).unwrap_or_default());
-    meta.insert(
-        META_SOURCE.to_string(),
-        onnx_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
-    );
-    meta.insert(META_SOURCE_SHA256.to_string(), sha.clone());
-    weights::save_atomic(out, &tensors, &meta)?;
-    Ok(ImportReport {
-        tensors: tensors.len(),
-        parameters: layout.num_parameters(),
-        source_sha256: sha,
-        output: out.to_path_buf(),
-    })
+    let config_json = serde_json::to_string(&config).unwrap_or_default();
+    crate::backbone::write_import(onnx_path, out, ARCH, config_json, sha, &tensors, layout.num_parameters())
 }
 
 /// Named tensors as [`weights::save_atomic`] takes them: name, shape, values.

@@ -1,14 +1,11 @@
 //! Lowering a candle IResNet into a [`Net`].
 
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 
+use super::tensor_values as values;
 use super::{BufShape, ConvGeom, Net, Op};
 use crate::iresnet::{FrozenBatchNorm, IBasicBlock, IResNet, Shortcut};
 use crate::mobilefacenet::ConvLayer;
-
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()
-}
 
 impl Net {
     pub fn from_iresnet(m: &IResNet) -> Result<Net> {
@@ -38,22 +35,7 @@ impl Net {
 }
 
 fn conv(net: &mut Net, c: &ConvLayer, x: usize) -> Result<usize> {
-    let shape = net.shapes[x];
-    let geom = ConvGeom {
-        cin: c.in_channels,
-        cout: c.out_channels,
-        k: c.kernel,
-        stride: c.stride,
-        pad: c.padding,
-        groups: c.groups,
-        h: shape.h,
-        w: shape.w,
-    };
-    let bias = match c.conv.bias() {
-        Some(b) => values(b)?,
-        None => vec![0.0; c.out_channels],
-    };
-    Ok(net.push(Op::Conv { input: x, geom, weight: values(c.conv.weight())?, bias }))
+    net.push_conv(c, x)
 }
 
 fn affine(net: &mut Net, bn: &FrozenBatchNorm, x: usize) -> Result<usize> {

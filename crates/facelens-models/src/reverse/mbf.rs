@@ -2,12 +2,9 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{BufShape, ConvGeom, Net, Op};
+use super::tensor_values as values;
+use super::{BufShape, Net, Op};
 use crate::mobilefacenet::{ConvBlock, ConvLayer, DepthWise, MobileFaceNet, Stage};
-
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()
-}
 
 impl Net {
     pub fn from_mobilefacenet(m: &MobileFaceNet) -> Result<Net> {
@@ -52,23 +49,7 @@ impl Net {
 }
 
 fn conv(net: &mut Net, c: &ConvLayer, x: usize) -> Result<usize> {
-    let shape = net.shapes[x];
-    let geom = ConvGeom {
-        cin: c.in_channels,
-        cout: c.out_channels,
-        k: c.kernel,
-        stride: c.stride,
-        pad: c.padding,
-        groups: c.groups,
-        h: shape.h,
-        w: shape.w,
-    };
-    let weight = values(c.conv.weight())?;
-    let bias = match c.conv.bias() {
-        Some(b) => values(b)?,
-        None => vec![0.0; c.out_channels],
-    };
-    Ok(net.push(Op::Conv { input: x, geom, weight, bias }))
+    net.push_conv(c, x)
 }
 
 fn block(net: &mut Net, b: &ConvBlock, x: usize) -> Result<usize> {

@@ -28,6 +28,33 @@ pub enum Op {
     Dense { input: usize, weight: Vec<f32>, bias: Vec<f32>, out: usize },
 }
 
+/// Flattened f32 values of a weight tensor.
+pub(crate) fn tensor_values(t: &candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()
+}
+
+impl Net {
+    /// Appends a candle convolution reading buffer `x`.
+    pub(crate) fn push_conv(&mut self, c: &crate::mobilefacenet::ConvLayer, x: usize) -> candle_core::Result<usize> {
+        let shape = self.shapes[x];
+        let geom = ConvGeom {
+            cin: c.in_channels,
+            cout: c.out_channels,
+            k: c.kernel,
+            stride: c.stride,
+            pad: c.padding,
+            groups: c.groups,
+            h: shape.h,
+            w: shape.w,
+        };
+        let bias = match c.conv.bias() {
+            Some(b) => tensor_values(b)?,
+            None => vec![0.0; c.out_channels],
+        };
+        Ok(self.push(Op::Conv { input: x, geom, weight: tensor_values(c.conv.weight())?, bias }))
+    }
+}
+
 /// Shape of a buffer for one image: channels and spatial size (`h = w = 1` for vectors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufShape {
