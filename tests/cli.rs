@@ -201,6 +201,22 @@ fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
     assert_eq!(v["pairs"], 20);
     assert!(v["accuracy_mean"].as_f64().unwrap() >= 0.9, "{v}");
     assert_eq!(std::fs::read_to_string(&scores).unwrap().lines().count(), 21);
+    // With --cache, a second run reads every embedding back and reports the same numbers.
+    let cache = dir.path().join("cache");
+    let with_cache = |scores: &Path| {
+        facelens(
+            &ck,
+            &["eval", "verify", "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap(), "--landmarks", &landmarks(), "--json",
+              "--scores", scores.to_str().unwrap(), "--cache", cache.to_str().unwrap()],
+        )
+    };
+    let first = with_cache(&dir.path().join("s1.csv"));
+    let second = with_cache(&dir.path().join("s2.csv"));
+    assert!(first.status.success() && second.status.success(), "{}", stderr(&second));
+    assert!(stderr(&second).contains("(40 from the cache)"), "{}", stderr(&second));
+    assert_eq!(first.stdout, o.stdout);
+    assert_eq!(second.stdout, o.stdout);
+    assert_eq!(std::fs::read(dir.path().join("s2.csv")).unwrap(), std::fs::read(&scores).unwrap());
     // A malformed pair list names its line.
     std::fs::write(&pairs, "10\t1\nAbel_Pacheco\tone\t4\n").unwrap();
     let o = facelens(&ck, &["eval", "verify", "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap()]);

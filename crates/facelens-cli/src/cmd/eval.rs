@@ -40,6 +40,10 @@ pub struct VerifyEvalArgs {
     /// Images embedded per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Cache folder for embeddings, keyed by model weights, alignment inputs and file bytes:
+    /// a second evaluation of the same images skips decoding, alignment and the network.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub faces: FaceArgs,
 }
@@ -56,12 +60,51 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
     loader.black_for_nodet = true;
 
     let files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect::<BTreeSet<_>>().into_iter().collect();
+    let cache = a.cache.as_ref().map(facelens_data::Cache::new).transpose()?;
+    // Weights and the landmark table both decide the embedding, so both are in the key.
+    let model_key = format!(
+        "{}:{}:{}",
+        model.spec.name,
+        facelens_models::backbone::sha256_file(&model.weights_path)?,
+        match &face_args.landmarks {
+            Some(p) => facelens_models::backbone::sha256_file(p)?,
+            None => "no-landmarks".into(),
+        }
+    );
+    let mut cached = 0usize;
     let bar = crate::progress::bar(files.len() as u64, "embedding");
     let mut embeddings: HashMap<PathBuf, Vec<f32>> = HashMap::with_capacity(files.len());
     let mut black = Vec::new();
     let d = model.spec.embedding_dim;
     // Decode and align one batch in parallel, embed it, drop the crops: bounded memory.
-    for chunk in files.chunks(a.batch.max(1)) {
+    for all in files.chunks(a.batch.max(1)) {
+        let keys: Vec<Option<String>> = all
+            .par_iter()
+            .map(|rel| -> Result<Option<String>> {
+                let Some(_) = &cache else { return Ok(None) };
+                let path = a.images.join(rel);
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                Ok(Some(facelens_data::cache_key(&format!("{model_key}:{}", rel.display()), &bytes)))
+            })
+            .collect::<Result<_>>()?;
+        let mut chunk = Vec::with_capacity(all.len());
+        let mut chunk_keys = Vec::with_capacity(all.len());
+        for (rel, key) in all.iter().zip(keys) {
+            let hit = match (&cache, &key) {
+                (Some(c), Some(k)) => c.load_embedding(k)?,
+                _ => None,
+            };
+            match hit {
+                Some(e) if e.len() == d => {
+                    embeddings.insert(rel.clone(), e);
+                    cached += 1;
+                }
+                _ => {
+                    chunk.push(rel.clone());
+                    chunk_keys.push(key);
+                }
+            }
+        }
         let faces: Vec<_> = chunk
             .par_iter()
             .map(|rel| loader.load_face(&a.images.join(rel)).with_context(|| format!("loading {}", rel.display())))
@@ -72,12 +115,14 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
             }
         }
         let raws: Vec<&[u8]> = faces.iter().map(|f| f.image.as_raw().as_slice()).collect();
-        let emb = model.embed_crops(&raws, raws.len())?;
-        for (rel, e) in chunk.iter().zip(emb) {
-            debug_assert_eq!(e.len(), d);
+        let emb = if raws.is_empty() { Vec::new() } else { model.embed_crops(&raws, raws.len())? };
+        for ((rel, e), key) in chunk.iter().zip(emb).zip(&chunk_keys) {
+            if let (Some(c), Some(k)) = (&cache, key) {
+                c.store_embedding(k, &e)?;
+            }
             embeddings.insert(rel.clone(), e);
         }
-        bar.inc(chunk.len() as u64);
+        bar.inc(all.len() as u64);
     }
     bar.finish_and_clear();
     let embed_s = t0.elapsed().as_secs_f64();
@@ -107,7 +152,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
     });
     let wall = t0.elapsed().as_secs_f64();
     eprintln!(
-        "{} images in {embed_s:.1} s ({:.1} images/s, decode+align+embed), {} black (no detection): {}",
+        "{} images ({cached} from the cache) in {embed_s:.1} s ({:.1} images/s, decode+align+embed), {} black (no detection): {}",
         files.len(),
         files.len() as f64 / embed_s,
         black.len(),
