@@ -19,7 +19,7 @@ pub fn select(spec: &str) -> Result<Device> {
         }
         s if s == "cuda" || s.starts_with("cuda:") => {
             if !candle_core::utils::cuda_is_available() {
-                bail!("--device {s}: this facelens binary was built without CUDA; rebuild with `scripts/build-cuda.sh` (cargo feature `cuda`)");
+                bail!("--device {s}: this facelens binary was built without CUDA; rebuild with `cargo build --release -p facelens-cli --features cuda` (needs nvcc)");
             }
             let ordinal = match s.strip_prefix("cuda:") {
                 Some(n) => n.parse::<usize>().with_context(|| format!("--device {s}: `{n}` is not a GPU index"))?,
