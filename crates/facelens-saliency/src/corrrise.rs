@@ -15,13 +15,12 @@
 //! One mask set, drawn from a fixed seed, is shared by every pair and both images, so maps
 //! of different pairs are comparable.
 
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::GradientEngine;
-use crate::perturb::{explanation, masked_scores, pair_embeddings, Rng, BLACK_W600K_MBF, DEFAULT_BATCH};
-use crate::{Explainer, Explanation, FacePair, Result, SaliencyMaps};
+use crate::perturb::{explain_by_signed_maps, masked_scores, Rng, BLACK_W600K_MBF, DEFAULT_BATCH};
+use crate::{Explainer, Explanation, FacePair, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -151,24 +150,15 @@ impl Explainer for CorrRise {
     }
 
     fn explain(&self, engine: &dyn GradientEngine, pair: FacePair<'_>, threshold: f32) -> Result<Explanation> {
-        let start = Instant::now();
         let (_, h, w) = engine.input_shape();
         let c = &self.config;
-        let (fa, fb, score) = pair_embeddings(engine, pair)?;
         let masks = self.mask_set(h, w);
-        let mut timings = std::collections::BTreeMap::new();
-        let mut map_of = |image: &[f32], partner: &[f32], key: &str| -> Result<Vec<f32>> {
-            let t = Instant::now();
+        explain_by_signed_maps(self.name(), engine, pair, threshold, "masks", |image, partner| {
             let scores = masked_scores(engine, image, partner, masks.len(), c.batch, c.fill, |i, keep| {
                 rasterise(&masks[i], w, keep)
             })?;
-            timings.insert(key.into(), t.elapsed().as_secs_f64());
             Ok(Self::signed_map(&scores, &masks, h, w))
-        };
-        let sa = map_of(pair.a, &fb, "masks_a_s")?;
-        let sb = map_of(pair.b, &fa, "masks_b_s")?;
-        let maps = SaliencyMaps::from_signed(h, w, &sa, &sb);
-        Ok(explanation(self.name(), maps, score, threshold, timings, start))
+        })
     }
 }
 

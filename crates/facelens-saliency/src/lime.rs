@@ -11,13 +11,12 @@
 //! The regression has an intercept, as in LIME, so the coefficients do not depend on τ;
 //! τ only shifts the intercept (the margin with every region hidden).
 
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::GradientEngine;
-use crate::perturb::{explanation, masked_scores, pair_embeddings, Rng, BLACK_W600K_MBF, DEFAULT_BATCH};
-use crate::{Explainer, Explanation, FacePair, Result, SaliencyMaps};
+use crate::perturb::{explain_by_signed_maps, masked_scores, Rng, BLACK_W600K_MBF, DEFAULT_BATCH};
+use crate::{Explainer, Explanation, FacePair, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -300,18 +299,9 @@ impl Explainer for Lime {
     }
 
     fn explain(&self, engine: &dyn GradientEngine, pair: FacePair<'_>, threshold: f32) -> Result<Explanation> {
-        let start = Instant::now();
-        let (_, h, w) = engine.input_shape();
-        let (fa, fb, score) = pair_embeddings(engine, pair)?;
-        let mut timings = std::collections::BTreeMap::new();
-        let t = Instant::now();
-        let sa = self.signed_map(engine, pair.a, &fb, threshold)?;
-        timings.insert("samples_a_s".into(), t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let sb = self.signed_map(engine, pair.b, &fa, threshold)?;
-        timings.insert("samples_b_s".into(), t.elapsed().as_secs_f64());
-        let maps = SaliencyMaps::from_signed(h, w, &sa, &sb);
-        Ok(explanation(self.name(), maps, score, threshold, timings, start))
+        explain_by_signed_maps(self.name(), engine, pair, threshold, "samples", |image, partner| {
+            self.signed_map(engine, image, partner, threshold)
+        })
     }
 }
 

@@ -119,6 +119,31 @@ pub fn explanation(
     Explanation { maps, score, threshold, decision: Decision::at(score, threshold), method: method.into(), timings }
 }
 
+/// The shared skeleton of methods that explain each face by a signed map against its
+/// partner's fixed embedding: `S_A = map(A, F_B)`, `S_B = map(B, F_A)`, split into S+ / S-.
+/// `phase` names the timings (`<phase>_a_s`, `<phase>_b_s`).
+pub fn explain_by_signed_maps(
+    method: &str,
+    engine: &dyn GradientEngine,
+    pair: FacePair<'_>,
+    threshold: f32,
+    phase: &str,
+    mut signed_map: impl FnMut(&[f32], &[f32]) -> Result<Vec<f32>>,
+) -> Result<Explanation> {
+    let start = Instant::now();
+    let (_, h, w) = engine.input_shape();
+    let (fa, fb, score) = pair_embeddings(engine, pair)?;
+    let mut timings = BTreeMap::new();
+    let t = Instant::now();
+    let sa = signed_map(pair.a, &fb)?;
+    timings.insert(format!("{phase}_a_s"), t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let sb = signed_map(pair.b, &fa)?;
+    timings.insert(format!("{phase}_b_s"), t.elapsed().as_secs_f64());
+    let maps = SaliencyMaps::from_signed(h, w, &sa, &sb);
+    Ok(explanation(method, maps, score, threshold, timings, start))
+}
+
 /// Bilinear resize of one `[sh][sw]` plane to `[h][w]` with half-pixel centres and clamped
 /// edges (OpenCV `INTER_LINEAR`, as pytorch-grad-cam uses).
 pub fn upsample_bilinear(map: &[f32], sh: usize, sw: usize, h: usize, w: usize) -> Vec<f32> {

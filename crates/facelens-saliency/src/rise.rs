@@ -15,15 +15,14 @@
 //! say nothing about *where*. With `s̄` pixels that do not matter get ~0, and the sign says
 //! whether keeping the pixel supports Accept (S+) or Reject (S-), as in CorrRISE.
 
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::GradientEngine;
 use crate::perturb::{
-    explanation, masked_scores, pair_embeddings, upsample_bilinear, Rng, BLACK_W600K_MBF, DEFAULT_BATCH,
+    explain_by_signed_maps, masked_scores, upsample_bilinear, Rng, BLACK_W600K_MBF, DEFAULT_BATCH,
 };
-use crate::{Explainer, Explanation, FacePair, Result, SaliencyMaps};
+use crate::{Explainer, Explanation, FacePair, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -105,18 +104,9 @@ impl Explainer for Rise {
     }
 
     fn explain(&self, engine: &dyn GradientEngine, pair: FacePair<'_>, threshold: f32) -> Result<Explanation> {
-        let start = Instant::now();
-        let (_, h, w) = engine.input_shape();
-        let (fa, fb, score) = pair_embeddings(engine, pair)?;
-        let mut timings = std::collections::BTreeMap::new();
-        let t = Instant::now();
-        let sa = self.signed_map(engine, pair.a, &fb)?;
-        timings.insert("masks_a_s".into(), t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let sb = self.signed_map(engine, pair.b, &fa)?;
-        timings.insert("masks_b_s".into(), t.elapsed().as_secs_f64());
-        let maps = SaliencyMaps::from_signed(h, w, &sa, &sb);
-        Ok(explanation(self.name(), maps, score, threshold, timings, start))
+        explain_by_signed_maps(self.name(), engine, pair, threshold, "masks", |image, partner| {
+            self.signed_map(engine, image, partner)
+        })
     }
 }
 
