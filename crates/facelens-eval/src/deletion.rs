@@ -339,48 +339,23 @@ where
         .collect();
 
     // Images to embed: A at every step, then B at every step (or B once, clean, for `Probe`).
-    let mut images: Vec<f32>;
+    let rows_b = match protocol.perturb {
+        Perturb::Both => n,
+        Perturb::Probe => 1,
+    };
+    let mut images = vec![0f32; (n + rows_b) * len];
+    let (ia, ib) = images.split_at_mut(n * len);
+    for (i, &k) in counts.iter().enumerate() {
+        perturb_into(pair.a, shape, &order_a, k, protocol.fill, mode, &mut ia[i * len..(i + 1) * len]);
+    }
     match protocol.perturb {
         Perturb::Both => {
             let order_b = ranking(pair.map_b)?;
-            images = vec![0f32; 2 * n * len];
-            let (ia, ib) = images.split_at_mut(n * len);
             for (i, &k) in counts.iter().enumerate() {
-                perturb_into(
-                    pair.a,
-                    shape,
-                    &order_a,
-                    k,
-                    protocol.fill,
-                    mode,
-                    &mut ia[i * len..(i + 1) * len],
-                );
-                perturb_into(
-                    pair.b,
-                    shape,
-                    &order_b,
-                    k,
-                    protocol.fill,
-                    mode,
-                    &mut ib[i * len..(i + 1) * len],
-                );
+                perturb_into(pair.b, shape, &order_b, k, protocol.fill, mode, &mut ib[i * len..(i + 1) * len]);
             }
         }
-        Perturb::Probe => {
-            images = vec![0f32; (n + 1) * len];
-            for (i, &k) in counts.iter().enumerate() {
-                perturb_into(
-                    pair.a,
-                    shape,
-                    &order_a,
-                    k,
-                    protocol.fill,
-                    mode,
-                    &mut images[i * len..(i + 1) * len],
-                );
-            }
-            images[n * len..].copy_from_slice(pair.b);
-        }
+        Perturb::Probe => ib.copy_from_slice(pair.b),
     }
     let embeddings = embed_chunked(&images, len, protocol.batch, scorer)?;
     let scores = (0..n)
