@@ -76,6 +76,7 @@ fn every_command_has_help() {
         vec!["explain", "--help"],
         vec!["align", "--help"],
         vec!["eval", "verify", "--help"],
+        vec!["eval", "xfv", "--help"],
         vec!["import", "onnx", "--help"],
     ] {
         let o = facelens(&dir, &args);
@@ -222,6 +223,60 @@ fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
     let o = facelens(&ck, &["eval", "verify", "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("pairs.txt") && stderr(&o).contains('2'), "{}", stderr(&o));
+}
+
+#[test]
+fn eval_xfv_scores_a_seeded_random_subset() {
+    let ck = need_data!();
+    let lfw_dir = shared().unwrap().join("data/lfw");
+    let run = || {
+        facelens(
+            &ck,
+            &[
+                "eval", "xfv", "--method", "random", "--limit", "2", "--json",
+                "--pairs", lfw_dir.join("pairs.txt").to_str().unwrap(),
+                "--images", lfw_dir.join("images").to_str().unwrap(),
+                "--landmarks", &landmarks(),
+            ],
+        )
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.starts_with("{\"method\":\"random\",\"similarity\":{"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["dissimilarity", "method", "similarity"], "exactly these keys");
+    for kind in ["similarity", "dissimilarity"] {
+        let mut keys: Vec<&str> = v[kind].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["deletion", "insertion", "pairs"], "{kind}");
+        assert_eq!(v[kind]["pairs"], 2, "{kind}: --limit 2 scores 2 pairs of each kind");
+        for mode in ["deletion", "insertion"] {
+            let auc = v[kind][mode].as_f64().unwrap_or(f64::NAN);
+            assert!((0.0..=100.0).contains(&auc), "{kind} {mode}: {auc}");
+        }
+    }
+    // The draw is seeded: the same command scores the same pairs to the same numbers.
+    assert_eq!(run().stdout, o.stdout);
+}
+
+#[test]
+fn eval_xfv_names_a_missing_pair_list_and_an_unknown_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-pairs.txt");
+    let args = |method: &'static str| {
+        ["eval", "xfv", "--method", method, "--pairs", missing.to_str().unwrap(), "--images", dir.path().to_str().unwrap()]
+            .map(str::to_string)
+    };
+    let run = |a: [String; 8]| facelens(dir.path(), &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args("random"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no-such-pairs.txt"), "{}", stderr(&o));
+    let o = run(args("nonsense"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nonsense") && stderr(&o).contains("fggb"), "{}", stderr(&o));
 }
 
 /// The full LFW View-2 protocol (6,000 pairs) must reproduce the reference accuracy of

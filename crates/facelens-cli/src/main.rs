@@ -37,6 +37,12 @@ enum Command {
     /// List and inspect experiment run directories (runs/<experiment>/<run id>/).
     #[command(subcommand)]
     Runs(cmd::runs::RunsCommand),
+    /// Train the feature-to-face decoder (configs: experiments/decoder-train/*.toml).
+    TrainDecoder(cmd::decoder::TrainDecoderArgs),
+    /// Reconstruct faces from their embeddings with a trained decoder (PNG panel + scores).
+    Reconstruct(cmd::decoder::DecoderIoArgs),
+    /// Map embedding dimensions to facial regions with a trained decoder (PNG panel + CSV/JSON).
+    ProbeRegions(cmd::decoder::ProbeRegionsArgs),
 }
 
 fn main() {
@@ -49,6 +55,9 @@ fn main() {
         Command::Align(a) => cmd::align::run(a),
         Command::Eval(c) => cmd::eval::run(c, &device),
         Command::Runs(c) => cmd::runs::run(c),
+        Command::TrainDecoder(a) => cmd::decoder::train(a, &cli.device),
+        Command::Reconstruct(a) => cmd::decoder::reconstruct_cmd(a, &device),
+        Command::ProbeRegions(a) => cmd::decoder::probe_regions(a, &device),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -51,7 +51,9 @@ pub struct AlignedFiles {
 
 impl AlignedFiles {
     /// Every row of `table` with keypoints (`nodet` rows are left out), sorted by file name so
-    /// the index order does not depend on the CSV's row order; the first `limit` (0 = all).
+    /// the index order does not depend on the CSV's row order; `limit` (0 = all) keeps that
+    /// many spread evenly over the sorted list. UTKFace names start with the age, so a prefix
+    /// of the sorted list would be a biased (mostly young) sample.
     pub fn from_landmarks(images_root: &Path, table: &LandmarkTable, limit: usize) -> Result<Self> {
         let mut items: Vec<(String, [[f32; 2]; 5])> = table
             .iter()
@@ -59,8 +61,9 @@ impl AlignedFiles {
             .filter_map(|r| r.keypoints.map(|k| (r.file.clone(), k)))
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
-        if limit > 0 {
-            items.truncate(limit);
+        if limit > 0 && limit < items.len() {
+            let n = items.len();
+            items = (0..limit).map(|i| items[i * n / limit].clone()).collect();
         }
         if items.is_empty() {
             return Err(ReconError::Config(format!(

@@ -18,6 +18,7 @@ use candle_nn::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::conv3x3::conv3x3;
 use crate::error::{ReconError, Result};
 use crate::rng::Rng;
 
@@ -252,7 +253,7 @@ impl ConvUnit {
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let ys = match &self.conv {
-            Conv::Plain(c) => c.forward(xs)?,
+            Conv::Plain(c) => conv2d_3x3(c, xs)?,
             Conv::Transposed(c) => c.forward(xs)?,
         };
         self.act.forward(&self.norm.forward_t(&ys, train)?)
@@ -371,12 +372,21 @@ impl Decoder {
         for b in &self.blocks {
             h = b.forward_t(&h, train)?;
         }
-        Ok(self.to_rgb.forward(&h)?.tanh()?)
+        Ok(conv2d_3x3(&self.to_rgb, &h)?.tanh()?)
     }
 
     /// Inference: BatchNorm uses its running statistics.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         self.forward_t(z, false)
+    }
+}
+
+/// A padded 3x3 `Conv2d` through [`conv3x3`] (same parameters, GEMM backward on the CPU).
+fn conv2d_3x3(conv: &Conv2d, xs: &Tensor) -> candle_core::Result<Tensor> {
+    let ys = conv3x3(xs, conv.weight())?;
+    match conv.bias() {
+        Some(b) => ys.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(ys),
     }
 }
 

@@ -4,7 +4,8 @@
 //! embedding dimension and watching what changes in the reconstruction maps features to facial
 //! regions. The crate is organised by responsibility:
 //!
-//! * [`decoder`]: the network `D: R^N -> 3x112x112` and its configuration.
+//! * [`decoder`]: the network `D: R^N -> 3x112x112` and its configuration; [`conv3x3`] its
+//!   convolutions with a GEMM backward pass on the CPU.
 //! * [`losses`]: masked L1, identity loss through the frozen backbone, SSIM.
 //! * [`adamw`], [`schedule`], [`rng`], [`checkpoint`], [`trainer`]: a training step whose whole
 //!   state (weights, BatchNorm buffers, optimizer moments, step, RNG) is saved atomically, so a
@@ -19,6 +20,7 @@
 
 pub mod adamw;
 pub mod checkpoint;
+pub mod conv3x3;
 pub mod data;
 pub mod decoder;
 pub mod dfv;

@@ -32,7 +32,7 @@ pub struct DataConfig {
     /// UTKFace images folder and its landmark CSV (training data, colour).
     pub images: String,
     pub landmarks: String,
-    /// Use the first `limit` images (sorted by name); 0 = all.
+    /// Use `limit` images spread evenly over the name-sorted list; 0 = all.
     pub limit: usize,
     /// Fraction of training samples shown in grey, so grey LFW embeddings decode sensibly.
     pub grey_fraction: f64,

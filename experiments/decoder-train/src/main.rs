@@ -8,16 +8,11 @@
 //! decoder-train eval --run runs/decoder-train/<run> [--faces 50]   # e.g. after Ctrl-C
 //! ```
 
-mod config;
-mod evaluate;
-mod probe;
-mod setup;
-mod train;
-
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use decoder_train::{evaluate, probe, train};
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +103,7 @@ fn main() -> Result<()> {
                     "--config FILE or --resume RUN_DIR is required (or use the `probe` subcommand)"
                 ),
             };
-            train::run(start, cli.device.as_deref())
+            train::run(start, cli.device.as_deref()).map(|_| ())
         }
     }
 }

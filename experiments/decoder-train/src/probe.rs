@@ -10,6 +10,7 @@ use facelens_recon::probe::{
     region_maps, render_region_panel, ProbeAccumulator, ProbeStats, REGIONS,
 };
 use facelens_recon::{load_decoder, Decoder, EvalFace};
+use image::RgbImage;
 
 use crate::setup::{describe_device, lfw_faces, load_config, parse_device, progress_bar};
 
@@ -19,11 +20,12 @@ pub const MASS_CSV: &str = "region_mass.csv";
 pub const TOP_CSV: &str = "top_dimensions.csv";
 pub const PANEL_PNG: &str = "region_panel.png";
 
-/// Probes every face and writes statistics and the panel into `out`.
+/// Probes every aligned crop (named by `names`) and writes statistics and the panel into `out`.
 pub fn probe_faces(
     decoder: &Decoder,
     model: &FaceModel,
-    faces: &[EvalFace],
+    names: &[String],
+    crops: &[RgbImage],
     top_k: usize,
     batch: usize,
     out: &Path,
@@ -32,11 +34,11 @@ pub fn probe_faces(
     let dim = decoder.config().embedding_dim;
     let mut acc = ProbeAccumulator::new(dim);
     let bar = progress_bar(
-        faces.len() as u64,
+        crops.len() as u64,
         "probe {bar:30} {pos}/{len} faces (eta {eta})",
     );
-    for face in faces {
-        let e = model.embed_crops(&[face.source.as_raw().as_slice()], 1)?;
+    for crop in crops {
+        let e = model.embed_crops(&[crop.as_raw().as_slice()], 1)?;
         let z = l2_normalise(&e[0]);
         acc.add(&region_maps(decoder, &z, batch, &model.device)?)?;
         bar.inc(1);
@@ -44,7 +46,7 @@ pub fn probe_faces(
     bar.finish_and_clear();
     let stats = acc.finish(top_k);
     let json = serde_json::json!({
-        "faces": faces.iter().map(|f| &f.name).collect::<Vec<_>>(),
+        "faces": names,
         "regions_doc": "see facelens_recon::probe (ellipses around the ArcFace 112x112 template landmarks)",
         "stats": stats,
     });
@@ -71,6 +73,11 @@ pub fn probe_faces(
     write(out.join(PANEL_PNG), png)?;
     debug_assert_eq!(stats.regions.len(), REGIONS.len());
     Ok(stats)
+}
+
+/// Names and source crops of LFW evaluation faces.
+pub fn split_faces(faces: &[EvalFace]) -> (Vec<String>, Vec<RgbImage>) {
+    faces.iter().map(|f| (f.name.clone(), f.source.clone())).unzip()
 }
 
 fn write(path: PathBuf, bytes: Vec<u8>) -> Result<()> {
@@ -114,10 +121,12 @@ pub fn run(
         weights.display(),
         describe_device(&device)
     );
+    let (names, crops) = split_faces(&faces);
     let stats = probe_faces(
         &decoder,
         &model,
-        &faces,
+        &names,
+        &crops,
         cfg.probe.top_k,
         cfg.probe.batch,
         &out,

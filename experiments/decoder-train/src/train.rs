@@ -27,6 +27,28 @@ pub const EMBEDDINGS_FILE: &str = "embeddings.safetensors";
 pub const LOSSES_CSV: &str = "losses.csv";
 const EXPERIMENT: &str = "decoder-train";
 
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    /// False when Ctrl-C stopped it (a checkpoint was written; `--resume` continues).
+    pub completed: bool,
+}
+
+/// The process-wide Ctrl-C flag (a handler can be installed only once per process, and one
+/// process may train several decoders, e.g. an ablation).
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(f) = FLAG.get() {
+        return Ok(f.clone());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    Ok(FLAG.get_or_init(|| flag).clone())
+}
+
 pub enum Start {
     Fresh {
         config: PathBuf,
@@ -154,7 +176,7 @@ fn panel(trainer: &Trainer, model: &FaceModel, faces: &[EvalFace]) -> Result<ima
     Ok(pair_grid(&inputs, &recons, 4))
 }
 
-pub fn run(start: Start, device_override: Option<&str>) -> Result<()> {
+pub fn run(start: Start, device_override: Option<&str>) -> Result<Outcome> {
     let t_start = Instant::now();
     let (cfg, text, run_path, resuming) = match &start {
         Start::Fresh { config, overrides } => {
@@ -226,12 +248,7 @@ pub fn run(start: Start, device_override: Option<&str>) -> Result<()> {
         tb.add_text("resume", &format!("resumed at step {first}"), first as i64)?;
     }
     let mut losses = LossLog::open(&run_path.join(LOSSES_CSV), first)?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
-    }
+    let interrupted = interrupt_flag()?;
     let ckpt = run_path.join(CHECKPOINT_FILE);
     let panels = run_path.join("panels");
     std::fs::create_dir_all(&panels)?;
@@ -335,7 +352,7 @@ pub fn run(start: Start, device_override: Option<&str>) -> Result<()> {
     bar.finish_and_clear();
     tb.flush()?;
     if stopped_early {
-        return Ok(());
+        return Ok(Outcome { run_dir: run_path, completed: false });
     }
     trainer.save_checkpoint(&ckpt)?;
     facelens_recon::checkpoint::save_decoder(
@@ -381,10 +398,12 @@ pub fn run(start: Start, device_override: Option<&str>) -> Result<()> {
     // Region probing of the first faces.
     let probe_stats = if cfg.probe.faces > 0 {
         let n = cfg.probe.faces.min(faces.len());
+        let (names, crops) = crate::probe::split_faces(&faces[..n]);
         let stats = crate::probe::probe_faces(
             trainer.decoder(),
             &model,
-            &faces[..n],
+            &names,
+            &crops,
             cfg.probe.top_k,
             cfg.probe.batch,
             &run_path.join("probe"),
@@ -419,5 +438,5 @@ pub fn run(start: Start, device_override: Option<&str>) -> Result<()> {
         m.identity_cos_mean, m.identity_cos_std, m.psnr_mean, m.ssim_mean, m.type1_success, m.type2_success, m.faces
     );
     eprintln!("results: {}", path.display());
-    Ok(())
+    Ok(Outcome { run_dir: run_path, completed: true })
 }

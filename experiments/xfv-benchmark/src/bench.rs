@@ -15,13 +15,13 @@ use candle_core::{Device, DeviceLocation};
 use facelens_data::{load_face, load_pairs, LandmarkTable, LoadOptions, Pair, RgbImage};
 use facelens_eval::deletion::{self, ImageShape, MapKind, Mode, PairInput, Perturb, Protocol};
 use facelens_models::preprocess::normalise_chw;
-use facelens_models::FaceModel;
+use facelens_models::{FaceModel, ModelSpec};
 use facelens_saliency::render::{render_panel, PanelInfo};
 use facelens_saliency::{engine_for, Explainer, FacePair, Fggb, GradientEngine, SaliencyMaps};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Fill, Select, Threshold, EXPERIMENT};
-use crate::draw;
+use crate::{draw, select};
 
 /// Which part of the selection this process evaluates: pairs `j` with `j % count == index - 1`.
 /// Round-robin keeps genuine and impostor pairs balanced across shards.
@@ -123,6 +123,22 @@ pub struct PairRecord {
     pub models: Vec<ModelPairRecord>,
 }
 
+impl PairRecord {
+    /// The record of selection entry `index` before anything is measured on it.
+    pub fn new(index: usize, pair: &Pair) -> Self {
+        PairRecord {
+            index,
+            line: pair.line,
+            fold: pair.fold + 1,
+            a: path_string(&pair.a),
+            b: path_string(&pair.b),
+            genuine: pair.genuine,
+            skipped: None,
+            models: Vec::new(),
+        }
+    }
+}
+
 /// Everything a (shard of a) run measured; `records.json` in its run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Records {
@@ -161,10 +177,70 @@ pub struct Panel {
 /// Called after each pair with (done, total, message).
 pub type Progress<'a> = &'a dyn Fn(usize, usize, &str);
 
-struct Backbone {
-    info: ModelInfo,
-    model: FaceModel,
-    engine: Box<dyn GradientEngine>,
+/// A loaded backbone with its threshold, fill value and gradient engine.
+pub struct Backbone {
+    pub info: ModelInfo,
+    pub model: FaceModel,
+    pub engine: Box<dyn GradientEngine>,
+}
+
+/// A pair as one backbone sees it.
+pub struct Prepared {
+    /// Both images normalised for the backbone, CHW.
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+    pub clean_score: f32,
+    /// `None` when the backbone misclassifies the pair.
+    pub kind: Option<MapKind>,
+}
+
+impl Backbone {
+    /// [`prepare`] with this backbone.
+    pub fn prepare(&self, crop_a: &RgbImage, crop_b: &RgbImage, genuine: bool) -> Result<Prepared> {
+        prepare(
+            self.engine.as_ref(),
+            &self.model.spec,
+            self.info.threshold,
+            crop_a,
+            crop_b,
+            genuine,
+        )
+    }
+}
+
+/// The DFV explainer over the decoder at `path`.
+pub fn load_dfv(path: &Path, device: &Device) -> Result<facelens_recon::Dfv> {
+    if !path.is_file() {
+        bail!("DFV decoder {} not found (train one with `facelens train-decoder`)", path.display());
+    }
+    let decoder = facelens_recon::load_decoder(path, device)
+        .with_context(|| format!("loading DFV decoder {}", path.display()))?;
+    Ok(facelens_recon::Dfv::new(decoder, device.clone()))
+}
+
+/// Normalises a pair's aligned crops for a model, scores the clean pair and decides which kind of
+/// map it is scored with at `threshold`: one code path for selection and evaluation (here and in
+/// `facelens eval xfv`), so they never disagree about a pair.
+pub fn prepare(
+    engine: &dyn GradientEngine,
+    spec: &ModelSpec,
+    threshold: f32,
+    crop_a: &RgbImage,
+    crop_b: &RgbImage,
+    genuine: bool,
+) -> Result<Prepared> {
+    let (a, b) = (
+        normalise_chw(crop_a.as_raw(), spec)?,
+        normalise_chw(crop_b.as_raw(), spec)?,
+    );
+    let clean_score = clean_score(engine, &a, &b)?;
+    let kind = MapKind::for_pair(genuine, clean_score, threshold);
+    Ok(Prepared {
+        a,
+        b,
+        clean_score,
+        kind,
+    })
 }
 
 /// Everything loaded once per run.
@@ -260,6 +336,8 @@ impl Bench {
             .map(|name| {
                 let explainer: Box<dyn Explainer> = if name == "fggb" {
                     Box::new(fggb.clone())
+                } else if name == crate::config::DFV {
+                    Box::new(load_dfv(&config.dfv.decoder, device)?)
                 } else {
                     facelens_saliency::by_name(&name)?
                 };
@@ -291,12 +369,40 @@ impl Bench {
         self.methods.iter().map(|(n, _)| n.clone()).collect()
     }
 
+    /// sha256 of the resolved config the run was loaded with.
+    pub fn config_sha256(&self) -> &str {
+        &self.config_sha256
+    }
+
+    /// The curve's x values, p in %.
+    pub fn steps(&self) -> &[f64] {
+        &self.steps
+    }
+
+    /// The configured backbones, in config order (the first one selects the pairs).
+    pub fn backbones(&self) -> &[Backbone] {
+        &self.backbones
+    }
+
+    /// The Deletion/Insertion protocol as configured, with `bb`'s fill value.
+    pub fn protocol(&self, bb: &Backbone) -> Protocol {
+        Protocol {
+            step_percent: f64::from(self.config.protocol.step),
+            fill: bb.info.fill,
+            perturb: self.config.protocol.perturb,
+            batch: self.config.protocol.batch,
+        }
+    }
+
     fn load_opts(&self) -> LoadOptions<'_> {
         LoadOptions::new(&self.config.data.images, Some(&self.landmarks))
     }
 
     /// The aligned crops of a pair, or why it is skipped (no face detected in an image).
-    fn load_crops(&self, pair: &Pair) -> Result<std::result::Result<(RgbImage, RgbImage), String>> {
+    pub fn load_crops(
+        &self,
+        pair: &Pair,
+    ) -> Result<std::result::Result<(RgbImage, RgbImage), String>> {
         let opts = self.load_opts();
         let mut crops = Vec::with_capacity(2);
         for rel in [&pair.a, &pair.b] {
@@ -323,7 +429,7 @@ impl Bench {
     }
 
     /// The selection: deterministic, identical in every shard.
-    fn select(&self, progress: Progress<'_>) -> Result<Vec<&Pair>> {
+    pub fn select(&self, progress: Progress<'_>) -> Result<Vec<&Pair>> {
         let candidates = self.candidates();
         if candidates.is_empty() {
             bail!(
@@ -333,44 +439,31 @@ impl Bench {
             );
         }
         let sub = &self.config.subset;
-        match sub.select {
-            Select::Every => Ok(candidates.into_iter().step_by(sub.every).collect()),
-            Select::First => {
-                // Scan in list order with the first backbone until both quotas are met.
-                let first = &self.backbones[0];
-                let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-                for (k, pair) in candidates.iter().enumerate() {
-                    if genuine.len() >= sub.first && impostor.len() >= sub.first {
-                        break;
-                    }
-                    let want = if pair.genuine {
-                        genuine.len() < sub.first
-                    } else {
-                        impostor.len() < sub.first
-                    };
-                    if !want {
-                        continue;
-                    }
-                    progress(k, candidates.len(), "selecting pairs");
-                    let Ok((ca, cb)) = self.load_crops(pair)? else {
-                        continue;
-                    };
-                    let (a, b) = (
-                        normalise_chw(ca.as_raw(), &first.model.spec)?,
-                        normalise_chw(cb.as_raw(), &first.model.spec)?,
-                    );
-                    let score = clean_score(first.engine.as_ref(), &a, &b)?;
-                    match MapKind::for_pair(pair.genuine, score, first.info.threshold) {
-                        Some(MapKind::Similarity) => genuine.push(k),
-                        Some(MapKind::Dissimilarity) => impostor.push(k),
-                        None => {}
-                    }
-                }
-                let mut chosen: Vec<usize> = genuine.into_iter().chain(impostor).collect();
-                chosen.sort_unstable();
-                Ok(chosen.into_iter().map(|k| candidates[k]).collect())
-            }
-        }
+        let order: Vec<usize> = match sub.select {
+            Select::Every => return Ok(candidates.into_iter().step_by(sub.every).collect()),
+            Select::First => (0..candidates.len()).collect(),
+            Select::Random => select::shuffled(candidates.len(), sub.seed),
+        };
+        // Eligibility is decided by the first backbone.
+        let first = &self.backbones[0];
+        let chosen = select::balanced(
+            order,
+            candidates.len(),
+            sub.first,
+            |k| candidates[k].genuine,
+            |k| self.classify(first, candidates[k]),
+            |k, n| progress(k, n, "selecting pairs"),
+        )?;
+        Ok(chosen.into_iter().map(|k| candidates[k]).collect())
+    }
+
+    /// The kind of map `bb` scores the pair with, or `None` when `bb` misclassifies it or an
+    /// image has no detected face.
+    pub fn classify(&self, bb: &Backbone, pair: &Pair) -> Result<Option<MapKind>> {
+        let Ok((ca, cb)) = self.load_crops(pair)? else {
+            return Ok(None);
+        };
+        Ok(bb.prepare(&ca, &cb, pair.genuine)?.kind)
     }
 
     /// Selection indices whose pairs get example panels: the first `panels` genuine and impostor
@@ -447,16 +540,7 @@ impl Bench {
         want_panel: bool,
         timings: &mut Timings,
     ) -> Result<(PairRecord, Option<Panel>)> {
-        let mut record = PairRecord {
-            index,
-            line: pair.line,
-            fold: pair.fold + 1,
-            a: path_string(&pair.a),
-            b: path_string(&pair.b),
-            genuine: pair.genuine,
-            skipped: None,
-            models: Vec::new(),
-        };
+        let mut record = PairRecord::new(index, pair);
         let (crop_a, crop_b) = match self.load_crops(pair)? {
             Ok(c) => c,
             Err(why) => {
@@ -466,14 +550,13 @@ impl Bench {
         };
         let mut panel_rows = Vec::new();
         for (mi, bb) in self.backbones.iter().enumerate() {
-            let spec = &bb.model.spec;
-            let (a, b) = (
-                normalise_chw(crop_a.as_raw(), spec)?,
-                normalise_chw(crop_b.as_raw(), spec)?,
-            );
+            let Prepared {
+                a,
+                b,
+                clean_score: clean,
+                kind,
+            } = bb.prepare(&crop_a, &crop_b, pair.genuine)?;
             let engine = bb.engine.as_ref();
-            let clean = clean_score(engine, &a, &b)?;
-            let kind = MapKind::for_pair(pair.genuine, clean, bb.info.threshold);
             let mut methods = BTreeMap::new();
             if let Some(kind) = kind {
                 let explainers: Vec<(&str, &dyn Explainer)> = if mi == 0 {
@@ -498,7 +581,15 @@ impl Bench {
                     *timings.explain_s.entry(key.clone()).or_default() +=
                         t0.elapsed().as_secs_f64();
                     let t1 = Instant::now();
-                    let curves = self.curves(bb, &a, &b, &ex.maps, kind, pair.genuine)?;
+                    let curves = method_curves(
+                        engine,
+                        &self.protocol(bb),
+                        &a,
+                        &b,
+                        &ex.maps,
+                        kind,
+                        pair.genuine,
+                    )?;
                     *timings.curves_s.entry(key).or_default() += t1.elapsed().as_secs_f64();
                     methods.insert(name.to_string(), curves);
                     if mi == 0 && want_panel {
@@ -525,52 +616,47 @@ impl Bench {
         });
         Ok((record, panel))
     }
+}
 
-    /// Deletion and Insertion cosines of one pair under the maps of its kind.
-    fn curves(
-        &self,
-        bb: &Backbone,
-        a: &[f32],
-        b: &[f32],
-        maps: &SaliencyMaps,
-        kind: MapKind,
-        genuine: bool,
-    ) -> Result<MethodCurves> {
-        let (map_a, map_b) = match kind {
-            MapKind::Similarity => (&maps.sa_pos, &maps.sb_pos),
-            MapKind::Dissimilarity => (&maps.sa_neg, &maps.sb_neg),
-        };
-        let (c, h, w) = bb.engine.input_shape();
-        let shape = ImageShape::new(c, h, w);
-        let protocol = Protocol {
-            step_percent: f64::from(self.config.protocol.step),
-            fill: bb.info.fill,
-            perturb: self.config.protocol.perturb,
-            batch: self.config.protocol.batch,
-        };
-        let input = PairInput {
-            a,
-            b,
-            map_a,
-            map_b,
-            genuine,
-        };
-        let mut scorer =
-            |images: &[f32], n: usize| -> Result<Vec<f32>> { Ok(bb.engine.embed(images, n)?) };
-        let deletion =
-            deletion::pair_curve(&input, shape, &protocol, Mode::Deletion, &mut scorer)?.scores;
-        let insertion =
-            deletion::pair_curve(&input, shape, &protocol, Mode::Insertion, &mut scorer)?.scores;
-        Ok(MethodCurves {
-            deletion,
-            insertion,
-        })
-    }
+/// Deletion and Insertion cosines of one pair under its maps of `kind`: similarity maps for an
+/// accepted genuine pair, dissimilarity maps for a rejected impostor pair.
+pub fn method_curves(
+    engine: &dyn GradientEngine,
+    protocol: &Protocol,
+    a: &[f32],
+    b: &[f32],
+    maps: &SaliencyMaps,
+    kind: MapKind,
+    genuine: bool,
+) -> Result<MethodCurves> {
+    let (map_a, map_b) = match kind {
+        MapKind::Similarity => (&maps.sa_pos, &maps.sb_pos),
+        MapKind::Dissimilarity => (&maps.sa_neg, &maps.sb_neg),
+    };
+    let (c, h, w) = engine.input_shape();
+    let shape = ImageShape::new(c, h, w);
+    let input = PairInput {
+        a,
+        b,
+        map_a,
+        map_b,
+        genuine,
+    };
+    let mut scorer =
+        |images: &[f32], n: usize| -> Result<Vec<f32>> { Ok(engine.embed(images, n)?) };
+    let deletion =
+        deletion::pair_curve(&input, shape, protocol, Mode::Deletion, &mut scorer)?.scores;
+    let insertion =
+        deletion::pair_curve(&input, shape, protocol, Mode::Insertion, &mut scorer)?.scores;
+    Ok(MethodCurves {
+        deletion,
+        insertion,
+    })
 }
 
 /// The clean cosine of a pair, computed one way everywhere (selection, eligibility) so that a pair
 /// is classified identically in every shard.
-fn clean_score(engine: &dyn GradientEngine, a: &[f32], b: &[f32]) -> Result<f32> {
+pub fn clean_score(engine: &dyn GradientEngine, a: &[f32], b: &[f32]) -> Result<f32> {
     let both = [a, b].concat();
     let e = engine.embed(&both, 2)?;
     let d = e.len() / 2;
@@ -579,7 +665,7 @@ fn clean_score(engine: &dyn GradientEngine, a: &[f32], b: &[f32]) -> Result<f32>
 
 /// Model-space value of a black pixel; all channels must agree because Deletion fills every
 /// channel with one value.
-fn black_value(model: &FaceModel) -> Result<f32> {
+pub fn black_value(model: &FaceModel) -> Result<f32> {
     let s = &model.spec;
     let v: Vec<f32> = (0..3).map(|c| (0.0 - s.mean[c]) / s.std[c]).collect();
     if v.iter().any(|x| (x - v[0]).abs() > 1e-6) {

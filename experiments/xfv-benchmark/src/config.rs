@@ -25,12 +25,32 @@ pub struct Config {
     pub methods: Vec<String>,
     /// FGGB switches (DESIGN §6), used wherever FGGB runs.
     pub fggb: FggbConfig,
+    /// DFV (decoder feature visualisation, `facelens_recon::Dfv`): the decoder it probes. Only
+    /// read when `methods` names `"dfv"` (it is not part of `"all"`: it needs a trained decoder).
+    #[serde(default)]
+    pub dfv: DfvConfig,
     pub protocol: ProtocolConfig,
     pub output: OutputConfig,
     /// Recorded with the results. The stochastic baselines carry their own fixed seeds in
     /// `facelens-saliency`; only `seed = 0` (keep them) is accepted until that crate takes one.
     pub seed: u64,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DfvConfig {
+    /// Decoder weights for the first model (decoder-train's `decoder.safetensors`).
+    pub decoder: PathBuf,
+}
+
+impl Default for DfvConfig {
+    fn default() -> Self {
+        Self { decoder: PathBuf::from("checkpoints/decoder-w600k_mbf.safetensors") }
+    }
+}
+
+/// The method name of DFV, which lives in facelens-recon rather than facelens-saliency.
+pub const DFV: &str = "dfv";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +94,10 @@ pub enum Select {
     First,
     /// Every `every`-th pair of the list (1 = all), scored where eligible.
     Every,
+    /// `first` genuine pairs the (first) model accepts and `first` impostor pairs it rejects,
+    /// drawn uniformly without replacement from the eligible pairs of `folds` with the seed
+    /// `subset.seed`: a fixed subset that, unlike `"first"`, does not favour the top of the list.
+    Random,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,8 +106,13 @@ pub struct SubsetConfig {
     /// 1-based folds of `pairs.txt` to draw from; empty = all.
     pub folds: Vec<usize>,
     pub select: Select,
+    /// Genuine and impostor pairs each, for `"first"` and `"random"`.
     pub first: usize,
     pub every: usize,
+    /// Seed of the `"random"` draw. Defaults to 0 so that configs written before the key existed
+    /// still load unchanged.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,9 +150,9 @@ impl Config {
             bail!("`methods` is empty: name at least one explainer or \"all\"");
         }
         for m in self.method_names() {
-            if !facelens_saliency::METHODS.contains(&m.as_str()) {
+            if !facelens_saliency::METHODS.contains(&m.as_str()) && m != DFV {
                 bail!(
-                    "unknown method `{m}` in `methods`; known: {}, or \"all\"",
+                    "unknown method `{m}` in `methods`; known: {}, {DFV}, or \"all\"",
                     facelens_saliency::METHODS.join(", ")
                 );
             }
@@ -138,8 +167,8 @@ impl Config {
             bail!("`protocol.batch` and `protocol.jacobian_rows` must be at least 1");
         }
         match self.subset.select {
-            Select::First if self.subset.first == 0 => {
-                bail!("`subset.first` must be at least 1 with select = \"first\"")
+            Select::First | Select::Random if self.subset.first == 0 => {
+                bail!("`subset.first` must be at least 1 with select = \"first\" or \"random\"")
             }
             Select::Every if self.subset.every == 0 => {
                 bail!("`subset.every` must be at least 1 with select = \"every\"")
@@ -258,10 +287,11 @@ mod tests {
 
     const CI: &str = include_str!("../ci.toml");
     const FULL: &str = include_str!("../lfw-full.toml");
+    const SUBSET: &str = include_str!("../lfw-subset.toml");
 
     #[test]
     fn checked_in_configs_parse_and_validate() {
-        for text in [CI, FULL] {
+        for text in [CI, FULL, SUBSET] {
             let cfg =
                 config::load_str::<Config, _, _>(text, std::iter::empty::<&str>()).expect("parses");
             cfg.value.validate().expect("valid");
@@ -269,7 +299,39 @@ mod tests {
         let full = config::load_str::<Config, _, _>(FULL, std::iter::empty::<&str>())
             .expect("parses")
             .value;
-        assert_eq!(full.method_names().len(), facelens_saliency::METHODS.len());
+        assert_eq!(full.method_names().len(), facelens_saliency::METHODS.len() + 1);
+        assert_eq!(full.method_names().last().map(String::as_str), Some(DFV));
+        let subset = config::load_str::<Config, _, _>(SUBSET, std::iter::empty::<&str>())
+            .expect("parses")
+            .value;
+        assert_eq!(
+            (
+                subset.subset.select,
+                subset.subset.first,
+                subset.subset.seed
+            ),
+            (Select::Random, 300, 0)
+        );
+        assert!(subset.subset.folds.is_empty());
+    }
+
+    #[test]
+    fn configs_without_a_subset_seed_still_load() {
+        let old: String = CI
+            .lines()
+            .filter(|l| !(l.starts_with("seed") && l.contains("\"random\" draw")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            old.lines().count() + 1,
+            CI.lines().count(),
+            "the key was removed"
+        );
+        let cfg = config::load_str::<Config, _, _>(&old, ["subset.select=random"])
+            .expect("parses")
+            .value;
+        assert_eq!((cfg.subset.select, cfg.subset.seed), (Select::Random, 0));
+        cfg.validate().expect("valid");
     }
 
     #[test]

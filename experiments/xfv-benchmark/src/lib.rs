@@ -3,7 +3,8 @@
 //! `lfw-full.toml`).
 //!
 //! * [`config`]: the typed config.
-//! * [`bench`]: pair selection, explaining, per-pair Deletion/Insertion scores, sharding.
+//! * [`bench`]: loading, explaining, per-pair Deletion/Insertion scores, sharding.
+//! * [`select`]: which pairs are scored (first / random balanced subsets).
 //! * [`report`]: per-pair records -> tables (pure, so merged shards equal an unsharded run).
 //! * [`output`]: run-directory files, TensorBoard events, `merge`.
 //! * [`draw`]: curve plots and saliency panels.
@@ -13,11 +14,15 @@ pub mod config;
 pub mod draw;
 pub mod output;
 pub mod report;
+pub mod select;
 
+use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
 use facelens_board::{config as board_config, RunDir};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use bench::{Bench, Progress, Shard};
 pub use config::{Config, EXPERIMENT};
@@ -65,4 +70,20 @@ pub fn run(
         results,
         timings: output.timings,
     })
+}
+
+/// The experiment binaries' progress bar (length 0 until the first [`Progress`] call): drawn on
+/// interactive terminals only, so CI logs and Slurm output files get no carriage-return noise.
+pub fn progress_bar() -> ProgressBar {
+    if std::env::var_os("CI").is_some() || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
 }

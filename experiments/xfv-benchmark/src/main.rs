@@ -5,14 +5,11 @@
 //! xfv-benchmark merge <SHARD_DIR or FOLDER>... [--out runs]
 //! ```
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use xfv_benchmark::{output, Shard};
+use xfv_benchmark::{output, progress_bar, Shard};
 
 #[derive(Parser)]
 #[command(
@@ -50,22 +47,6 @@ enum Command {
         #[arg(long, default_value = "runs")]
         out: PathBuf,
     },
-}
-
-/// A progress bar on interactive terminals only: CI logs and Slurm output files get no
-/// carriage-return noise.
-fn progress_bar() -> ProgressBar {
-    if std::env::var_os("CI").is_some() || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(Duration::from_millis(500));
-    bar
 }
 
 fn main() -> Result<()> {

@@ -25,11 +25,12 @@ pub const TABLES_FILE: &str = "tables.md";
 pub const PANELS_DIR: &str = "panels";
 pub const PLOTS_DIR: &str = "plots";
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
+/// Encodes `img` as PNG and writes it atomically, creating the parent folder.
+pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     PngEncoder::new(&mut bytes)
         .write_image(
@@ -143,7 +144,7 @@ fn log_curves(tb: &mut SummaryWriter, r: &Results) -> Result<Vec<String>> {
 }
 
 /// Model references may be paths; TensorBoard tags should not contain `/` from them.
-fn tag_safe(s: &str) -> String {
+pub fn tag_safe(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {

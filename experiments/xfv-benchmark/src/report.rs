@@ -106,8 +106,26 @@ fn pair_curves(
         .collect()
 }
 
+/// The cell of `method` (a method name of `records.methods`) under backbone `model` on pairs of
+/// `kind`.
 fn cell(records: &Records, model: usize, method: &str, kind: MapKind) -> Result<Cell> {
-    let threshold = records.models[model].threshold;
+    let curves = |mode| pair_curves(records, model, method, kind, mode);
+    cell_from_curves(
+        &curves(Mode::Deletion),
+        &curves(Mode::Insertion),
+        &records.steps,
+        records.models[model].threshold,
+    )
+}
+
+/// A cell from per-pair curves at `steps`, re-verified at `threshold`; empty (no AUC) when a
+/// mode has no pairs.
+pub fn cell_from_curves(
+    deletion: &[PairCurve],
+    insertion: &[PairCurve],
+    steps: &[f64],
+    threshold: f32,
+) -> Result<Cell> {
     let mut out = Cell {
         pairs: 0,
         deletion_auc: None,
@@ -115,13 +133,12 @@ fn cell(records: &Records, model: usize, method: &str, kind: MapKind) -> Result<
         deletion: vec![],
         insertion: vec![],
     };
-    for mode in Mode::ALL {
-        let curves = pair_curves(records, model, method, kind, mode);
+    for (mode, curves) in [(Mode::Deletion, deletion), (Mode::Insertion, insertion)] {
         if curves.is_empty() {
             continue;
         }
         out.pairs = curves.len();
-        let c = accuracy_curve(&curves, &records.steps, threshold, mode)?;
+        let c = accuracy_curve(curves, steps, threshold, mode)?;
         match mode {
             Mode::Deletion => (out.deletion_auc, out.deletion) = (Some(c.auc), c.accuracy),
             Mode::Insertion => (out.insertion_auc, out.insertion) = (Some(c.auc), c.accuracy),
@@ -210,11 +227,13 @@ pub fn build(records: &Records) -> Result<Results> {
     })
 }
 
-fn num(v: Option<f64>) -> String {
+/// An AUC for a Markdown table: two decimals, `n/a` when no pair qualified.
+pub fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |x| format!("{x:.2}"))
 }
 
-fn csv_num(v: Option<f64>) -> String {
+/// An AUC for a CSV file: full precision, empty when no pair qualified.
+pub fn csv_num(v: Option<f64>) -> String {
     v.map_or_else(String::new, |x| format!("{x}"))
 }
 

@@ -1,25 +1,16 @@
-//! The binary end to end on real LFW pairs with w600k_mbf: a tiny config (4 pairs, 1 method,
-//! 25 % steps) run whole, then as shards 1/2 and 2/2 merged, which must give identical tables.
+//! The binary end to end on real LFW pairs with w600k_mbf: a tiny config (a seeded random draw of
+//! 2 + 2 pairs, 1 method, 25 % steps) run whole, then as shards 1/2 and 2/2 merged, which must give
+//! identical tables (each shard repeats the draw on its own).
 //!
 //! Needs `../shared/data/lfw` beside the repository and `checkpoints/w600k_mbf.safetensors`
 //! (`scripts/setup.sh`); without them the test says so and passes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The single run directory under `<out>/xfv-benchmark/`.
-fn only_run(out: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join("xfv-benchmark"))
-        .expect("experiment folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().expect("one run")
-}
+use common::{only_run, real_data_present, repo_root};
 
 fn xfv(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_xfv-benchmark"))
@@ -51,18 +42,10 @@ fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
 
 #[test]
 fn tiny_run_is_complete_and_shards_merge_exactly() {
-    let root = repo_root();
-    let lfw = root.join("../shared/data/lfw");
-    let checkpoint = facelens_models::zoo::setup_checkpoint(&facelens_models::zoo::w600k_mbf())
-        .expect("setup model");
-    if !lfw.join("pairs.txt").is_file() || !checkpoint.is_file() {
-        eprintln!(
-            "SKIPPED: needs {} and {} (run scripts/setup.sh)",
-            lfw.join("pairs.txt").display(),
-            checkpoint.display()
-        );
+    if !real_data_present() {
         return;
     }
+    let root = repo_root();
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("tiny.toml");
     let ci =
@@ -76,6 +59,10 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         "cpu",
         "--set",
         "subset.first=2",
+        "--set",
+        "subset.select=random",
+        "--set",
+        "subset.seed=7",
         "--set",
         "methods=[\"score-gradient\"]",
         "--set",
@@ -91,7 +78,7 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
     let arg = |p: &Path| p.to_string_lossy().into_owned();
 
     xfv(&[&common[..], &["--out", &arg(&whole)]].concat());
-    let run = only_run(&whole);
+    let run = only_run(&whole, "xfv-benchmark");
     for f in [
         "config.toml",
         "meta.json",
@@ -139,7 +126,7 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         assert_eq!(row["method"], "score-gradient");
         assert_eq!(
             row["pairs"], 2,
-            "{table}: first 2 accepted genuine / rejected impostor pairs"
+            "{table}: 2 accepted genuine / rejected impostor pairs"
         );
         let auc = row["deletion_auc"].as_f64().expect("auc");
         assert!((0.0..=100.0).contains(&auc), "{auc}");
@@ -156,7 +143,7 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         "--out",
         &arg(&merged),
     ]);
-    let merged_run = only_run(&merged);
+    let merged_run = only_run(&merged, "xfv-benchmark");
     for f in [
         "results.json",
         "records.json",

@@ -1,4 +1,5 @@
-//! `facelens eval verify`: the LFW View-2 10-fold protocol.
+//! `facelens eval verify`: the LFW View-2 10-fold protocol. `facelens eval xfv` (Deletion/Insertion
+//! of an explainer) lives in [`super::xfv`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Args, Subcommand};
-use facelens_data::FaceSource;
+use facelens_data::{FaceSource, Pair};
+use facelens_models::FaceModel;
 use rayon::prelude::*;
 
 use crate::faces::{FaceArgs, FaceLoader};
@@ -16,10 +18,14 @@ use crate::faces::{FaceArgs, FaceLoader};
 pub enum EvalCommand {
     /// 10-fold verification accuracy, EER and TAR@FAR on a pair list (LFW View-2 format).
     Verify(VerifyEvalArgs),
+    /// Deletion/Insertion AUCs of an explainer's similarity maps (accepted genuine pairs) and
+    /// dissimilarity maps (rejected impostor pairs) on a pair list.
+    Xfv(super::xfv::XfvEvalArgs),
 }
 
+/// The inputs every `eval` command shares: a pair list, its images, how to align them, the model.
 #[derive(Args)]
-pub struct VerifyEvalArgs {
+pub struct PairListArgs {
     /// Pair list in LFW View-2 `pairs.txt` format.
     #[arg(long)]
     pub pairs: PathBuf,
@@ -28,6 +34,27 @@ pub struct VerifyEvalArgs {
     pub images: PathBuf,
     #[arg(long, default_value = facelens_models::zoo::DEFAULT_MODEL)]
     pub model: String,
+    #[command(flatten)]
+    pub faces: FaceArgs,
+}
+
+impl PairListArgs {
+    /// The pairs (after checking that every named person has an image folder), the model, and a
+    /// face loader whose landmark file names resolve against `--images` unless `--images-root` says otherwise.
+    pub fn open(&self, device: &Device) -> Result<(Vec<Pair>, FaceModel, FaceLoader)> {
+        let pairs = facelens_data::load_pairs(&self.pairs)?;
+        facelens_data::check_pair_images(&pairs, &self.pairs, &self.images)?;
+        let model = super::load_model(&self.model, device)?;
+        let mut face_args = self.faces.clone();
+        face_args.images_root.get_or_insert(self.images.clone());
+        Ok((pairs, model, FaceLoader::new(&face_args)?))
+    }
+}
+
+#[derive(Args)]
+pub struct VerifyEvalArgs {
+    #[command(flatten)]
+    pub list: PairListArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -44,20 +71,17 @@ pub struct VerifyEvalArgs {
     /// a second evaluation of the same images skips decoding, alignment and the network.
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    #[command(flatten)]
-    pub faces: FaceArgs,
 }
 
 pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
-    let EvalCommand::Verify(a) = cmd;
+    let a = match cmd {
+        EvalCommand::Verify(a) => a,
+        EvalCommand::Xfv(a) => return super::xfv::run(a, device),
+    };
     let t0 = Instant::now();
-    let pairs = facelens_data::load_pairs(&a.pairs)?;
-    facelens_data::check_pair_images(&pairs, &a.pairs, &a.images)?;
-    let model = super::load_model(&a.model, device)?;
-    let mut face_args = a.faces.clone();
-    face_args.images_root.get_or_insert(a.images.clone());
-    let mut loader = FaceLoader::new(&face_args)?;
+    let (pairs, model, mut loader) = a.list.open(device)?;
     loader.black_for_nodet = true;
+    let images = &a.list.images;
 
     let files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect::<BTreeSet<_>>().into_iter().collect();
     let cache = a.cache.as_ref().map(facelens_data::Cache::new).transpose()?;
@@ -66,7 +90,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
         "{}:{}:{}",
         model.spec.name,
         facelens_models::backbone::sha256_file(&model.weights_path)?,
-        match &face_args.landmarks {
+        match &a.list.faces.landmarks {
             Some(p) => facelens_models::backbone::sha256_file(p)?,
             None => "no-landmarks".into(),
         }
@@ -82,7 +106,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
             .par_iter()
             .map(|rel| -> Result<Option<String>> {
                 let Some(_) = &cache else { return Ok(None) };
-                let path = a.images.join(rel);
+                let path = images.join(rel);
                 let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 Ok(Some(facelens_data::cache_key(&format!("{model_key}:{}", rel.display()), &bytes)))
             })
@@ -107,7 +131,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
         }
         let faces: Vec<_> = chunk
             .par_iter()
-            .map(|rel| loader.load_face(&a.images.join(rel)).with_context(|| format!("loading {}", rel.display())))
+            .map(|rel| loader.load_face(&images.join(rel)).with_context(|| format!("loading {}", rel.display())))
             .collect::<Result<_>>()?;
         for (rel, f) in chunk.iter().zip(&faces) {
             if f.source == FaceSource::BlackNoDetection {

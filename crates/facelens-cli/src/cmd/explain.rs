@@ -22,9 +22,13 @@ use crate::faces::{FaceArgs, FaceLoader};
 pub struct ExplainArgs {
     pub a: PathBuf,
     pub b: PathBuf,
-    /// Explainer: fggb, score-gradient, xssab, ...
+    /// Explainer: fggb, score-gradient, xssab, corrrise, rise, lime, gradcam, random, or dfv
+    /// (decoder feature visualisation; needs a trained decoder, see --decoder).
     #[arg(long, default_value = "fggb")]
     pub method: String,
+    /// DFV: decoder weights (default: checkpoints/decoder-w600k_mbf.safetensors).
+    #[arg(long)]
+    pub decoder: Option<PathBuf>,
     #[arg(long, default_value = facelens_models::zoo::DEFAULT_MODEL)]
     pub model: String,
     /// Cosine threshold τ (default: the model's calibrated threshold).
@@ -99,8 +103,11 @@ pub fn run(a: ExplainArgs, device: &Device) -> Result<()> {
         per_dimension_norm: !a.no_per_dim_norm,
         blur: false,
     };
-    let explainer: Box<dyn Explainer> =
-        if a.method == "fggb" { Box::new(Fggb::new(fggb_cfg.clone())) } else { facelens_saliency::by_name(&a.method)? };
+    let explainer: Box<dyn Explainer> = match a.method.as_str() {
+        "fggb" => Box::new(Fggb::new(fggb_cfg.clone())),
+        "dfv" => Box::new(super::decoder::dfv(a.decoder.as_deref(), device)?),
+        other => facelens_saliency::by_name(other)?,
+    };
     let engine = facelens_saliency::engine_for(&model, a.rows)?;
     let explanation = explainer.explain(engine.as_ref(), FacePair { a: &xa, b: &xb }, threshold)?;
 

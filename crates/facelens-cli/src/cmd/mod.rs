@@ -1,4 +1,5 @@
 pub mod align;
+pub mod decoder;
 pub mod detector;
 pub mod embed;
 pub mod eval;
@@ -6,6 +7,7 @@ pub mod explain;
 pub mod import;
 pub mod runs;
 pub mod verify;
+pub mod xfv;
 
 use anyhow::{Context, Result};
 use candle_core::Device;

@@ -11,7 +11,7 @@ mod iresnet;
 mod kernels;
 mod mbf;
 
-pub use kernels::{ConvGeom, Workspace};
+pub use kernels::{matmul, ConvGeom, Workspace};
 
 use rayon::prelude::*;
 

@@ -1,0 +1,172 @@
+//! `facelens train-decoder`, `facelens reconstruct`, `facelens probe-regions`: the
+//! feature-to-face decoder (DESIGN §9) from the command line.
+//!
+//! Training is the `decoder-train` entry point (configs in `experiments/decoder-*`); the other two
+//! commands take any face photos, align them like `facelens explain` does, and write PNG panels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use facelens_models::preprocess::{cosine, l2_normalise};
+use facelens_recon::eval::{pair_grid, reconstruct};
+
+use crate::faces::{FaceArgs, FaceLoader};
+use crate::output::{write_json, write_png};
+
+/// The decoder trained for the default model, committed under `checkpoints/`.
+pub const DEFAULT_DECODER: &str = "decoder-w600k_mbf.safetensors";
+
+#[derive(Args)]
+pub struct TrainDecoderArgs {
+    /// Experiment config (TOML), e.g. experiments/decoder-train/cpu.toml.
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set train.steps=100` (repeatable; keys must exist).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Continue the run in this run directory from its last checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set"])]
+    pub resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DecoderIoArgs {
+    /// Face images (photos are detected and aligned; 112x112 crops are used as they are).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Decoder weights (a decoder-train `decoder.safetensors` or checkpoint); default:
+    /// `checkpoints/decoder-w600k_mbf.safetensors`.
+    #[arg(long)]
+    pub decoder: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = facelens_models::zoo::DEFAULT_MODEL)]
+    pub model: String,
+    /// Decoder forward passes per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub faces: FaceArgs,
+}
+
+#[derive(Args)]
+pub struct ProbeRegionsArgs {
+    #[command(flatten)]
+    pub io: DecoderIoArgs,
+    /// Dimensions listed per region.
+    #[arg(long, default_value_t = 8)]
+    pub top_k: usize,
+}
+
+/// `device` is the global `--device` flag: `auto` defers to the config's `device`.
+pub fn train(a: TrainDecoderArgs, device: &str) -> Result<()> {
+    let start = match (a.resume, a.config) {
+        (Some(dir), _) => decoder_train::train::Start::Resume(dir),
+        (None, Some(config)) => decoder_train::train::Start::Fresh { config, overrides: a.set },
+        (None, None) => bail!("--config FILE or --resume RUN_DIR is required"),
+    };
+    let device = (device != "auto").then_some(device);
+    let outcome = decoder_train::train::run(start, device)?;
+    if !outcome.completed {
+        eprintln!("continue with: facelens train-decoder --resume {}", outcome.run_dir.display());
+    }
+    Ok(())
+}
+
+struct Loaded {
+    decoder: facelens_recon::Decoder,
+    model: facelens_models::FaceModel,
+    names: Vec<String>,
+    crops: Vec<image::RgbImage>,
+}
+
+fn decoder_path(given: Option<&Path>) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| facelens_models::zoo::checkpoints_dir().join(DEFAULT_DECODER))
+}
+
+fn load_decoder(given: Option<&Path>, device: &Device) -> Result<(facelens_recon::Decoder, PathBuf)> {
+    let path = decoder_path(given);
+    if !path.is_file() {
+        bail!("decoder {} not found (train one with `facelens train-decoder`, or pass --decoder)", path.display());
+    }
+    let decoder = facelens_recon::load_decoder(&path, device).with_context(|| format!("loading decoder {}", path.display()))?;
+    Ok((decoder, path))
+}
+
+/// The DFV explainer over the decoder at `given` (or the committed default).
+pub fn dfv(given: Option<&Path>, device: &Device) -> Result<facelens_recon::Dfv> {
+    let (decoder, _) = load_decoder(given, device)?;
+    Ok(facelens_recon::Dfv::new(decoder, device.clone()))
+}
+
+fn load(a: &DecoderIoArgs, device: &Device) -> Result<Loaded> {
+    let (decoder, path) = load_decoder(a.decoder.as_deref(), device)?;
+    let model = super::load_model(&a.model, device)?;
+    if decoder.config().embedding_dim != model.spec.embedding_dim {
+        bail!(
+            "decoder {} expects {}-D embeddings, model `{}` gives {}",
+            path.display(),
+            decoder.config().embedding_dim,
+            model.spec.name,
+            model.spec.embedding_dim
+        );
+    }
+    let loader = FaceLoader::new(&a.faces)?;
+    let crops = a.images.iter().map(|p| loader.load(p)).collect::<Result<Vec<_>>>()?;
+    let names = a.images.iter().map(|p| p.display().to_string()).collect();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    Ok(Loaded { decoder, model, names, crops })
+}
+
+fn embed_normalised(model: &facelens_models::FaceModel, crops: &[image::RgbImage], batch: usize) -> Result<Vec<Vec<f32>>> {
+    let raw: Vec<&[u8]> = crops.iter().map(|c| c.as_raw().as_slice()).collect();
+    Ok(model.embed_crops(&raw, batch.max(1))?.iter().map(|e| l2_normalise(e)).collect())
+}
+
+#[derive(serde::Serialize)]
+struct ReconScore {
+    image: String,
+    /// `cos(f(D(z)), z)`: does the model see the same identity in the reconstruction?
+    identity_cos: f32,
+    psnr_db: f64,
+    ssim: f64,
+}
+
+pub fn reconstruct_cmd(a: DecoderIoArgs, device: &Device) -> Result<()> {
+    let l = load(&a, device)?;
+    let z = embed_normalised(&l.model, &l.crops, a.batch)?;
+    let recons = reconstruct(&l.decoder, &z, a.batch, device)?;
+    let zr = embed_normalised(&l.model, &recons, a.batch)?;
+    let mut scores = Vec::with_capacity(recons.len());
+    for (i, r) in recons.iter().enumerate() {
+        let stem = Path::new(&l.names[i]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("face{i}"));
+        write_png(&a.out.join(format!("{i:03}_{stem}_reconstruction.png")), r)?;
+        scores.push(ReconScore {
+            image: l.names[i].clone(),
+            identity_cos: cosine(&z[i], &zr[i]),
+            psnr_db: facelens_recon::metrics::psnr(r.as_raw(), l.crops[i].as_raw()),
+            ssim: facelens_recon::metrics::ssim_rgb(r, &l.crops[i]),
+        });
+    }
+    write_png(&a.out.join("panel.png"), &pair_grid(&l.crops, &recons, 4))?;
+    write_json(&a.out.join("result.json"), &scores)?;
+    for s in &scores {
+        println!("{}  identity cos {:.4}  PSNR {:.2} dB  SSIM {:.4}", s.image, s.identity_cos, s.psnr_db, s.ssim);
+    }
+    eprintln!("wrote {}", a.out.join("panel.png").display());
+    Ok(())
+}
+
+pub fn probe_regions(a: ProbeRegionsArgs, device: &Device) -> Result<()> {
+    let l = load(&a.io, device)?;
+    let stats = decoder_train::probe::probe_faces(&l.decoder, &l.model, &l.names, &l.crops, a.top_k, a.io.batch, &a.io.out)?;
+    for r in &stats.regions {
+        let dims: Vec<String> = r.top.iter().take(5).map(|d| format!("{} ({:.1}%)", d.dim, 100.0 * d.mean_mass)).collect();
+        println!("{:<11} area {:>5.1}%  top: {}", r.region, 100.0 * r.area_fraction, dims.join(", "));
+    }
+    eprintln!("wrote {}", a.io.out.join(decoder_train::probe::PANEL_PNG).display());
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! `facelens eval xfv`: Deletion/Insertion of one explainer on a pair list (DESIGN §8).
+//!
+//! Pair selection, per-pair curves and AUCs come from `experiments/xfv-benchmark`'s library, so
+//! `--limit N --seed S` scores exactly the pairs that the benchmark's `subset.select = "random"`
+//! with `first = N`, `seed = S` and all folds scores on the same model and landmarks, and the
+//! numbers are those of its Tables I and II for that method.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+use facelens_data::{DataError, Pair};
+use facelens_eval::deletion::{MapKind, PairCurve, Perturb, Protocol};
+use facelens_models::FaceModel;
+use facelens_saliency::{FacePair, GradientEngine};
+use serde::Serialize;
+use xfv_benchmark::bench::{black_value, method_curves, prepare, Prepared};
+use xfv_benchmark::report::{cell_from_curves, Cell};
+use xfv_benchmark::select;
+
+use super::eval::PairListArgs;
+use crate::faces::FaceLoader;
+
+/// Perturbed images per forward pass while tracing curves (speed only; results do not depend on it).
+const CURVE_BATCH: usize = 32;
+
+/// Jacobian rows per backward pass: fixed (as in the benchmark's configs) rather than sized from
+/// free memory, so that maps, and hence AUCs, do not depend on the machine.
+const JACOBIAN_ROWS: usize = 32;
+
+#[derive(Args)]
+pub struct XfvEvalArgs {
+    /// Explainer: fggb, score-gradient, xssab, random, corrrise, rise, lime, gradcam, or dfv
+    /// (needs a trained decoder, see --decoder).
+    #[arg(long)]
+    pub method: String,
+    /// DFV: decoder weights (default: checkpoints/decoder-w600k_mbf.safetensors).
+    #[arg(long)]
+    pub decoder: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub list: PairListArgs,
+    /// Cosine threshold τ (default: the model's calibrated threshold).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Score a fixed random subset: N genuine pairs the model accepts and N impostor pairs it
+    /// rejects, drawn with --seed (default: every eligible pair).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Seed of the --limit draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Percent of pixels between curve points (5: p = 0, 5, ..., 100).
+    #[arg(long, default_value_t = 5)]
+    pub step: u32,
+    /// Perturb both images, each by its own map, or only the probe (A).
+    #[arg(long, value_enum, default_value = "both")]
+    pub perturb: PerturbArg,
+    /// Print the AUCs as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum PerturbArg {
+    Both,
+    Probe,
+}
+
+/// What `--json` prints: AUCs in % per kind of map.
+#[derive(Serialize)]
+struct Summary<'a> {
+    method: &'a str,
+    similarity: KindSummary,
+    dissimilarity: KindSummary,
+}
+
+/// `null` AUCs when no pair of the kind was scored.
+#[derive(Serialize)]
+struct KindSummary {
+    deletion: Option<f64>,
+    insertion: Option<f64>,
+    pairs: usize,
+}
+
+impl From<&Cell> for KindSummary {
+    fn from(c: &Cell) -> Self {
+        Self {
+            deletion: c.deletion_auc,
+            insertion: c.insertion_auc,
+            pairs: c.pairs,
+        }
+    }
+}
+
+/// The model, its engine and the loader that turn pairs into model-space images.
+struct Scorer<'a> {
+    model: &'a FaceModel,
+    engine: &'a dyn GradientEngine,
+    loader: &'a FaceLoader,
+    images: &'a Path,
+    threshold: f32,
+}
+
+impl Scorer<'_> {
+    /// The pair's images in model space, its clean score and the kind of map it is scored with,
+    /// or `None` when an image has no detected face (such pairs are skipped, as in the benchmark).
+    fn prepare(&self, pair: &Pair) -> Result<Option<Prepared>> {
+        let mut crops = Vec::with_capacity(2);
+        for rel in [&pair.a, &pair.b] {
+            match self.loader.load_face(&self.images.join(rel)) {
+                Ok(face) => crops.push(face.image),
+                Err(e)
+                    if e.downcast_ref::<DataError>()
+                        .is_some_and(DataError::is_no_detection) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.context(format!("pair list line {}", pair.line))),
+            }
+        }
+        let [a, b] = <[_; 2]>::try_from(crops).map_err(|_| anyhow::anyhow!("two images"))?;
+        Ok(Some(prepare(
+            self.engine,
+            &self.model.spec,
+            self.threshold,
+            &a,
+            &b,
+            pair.genuine,
+        )?))
+    }
+}
+
+/// Per-pair curves of one kind of map.
+#[derive(Default)]
+struct KindCurves {
+    deletion: Vec<PairCurve>,
+    insertion: Vec<PairCurve>,
+}
+
+pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
+    let t0 = Instant::now();
+    if a.limit == Some(0) {
+        bail!(
+            "--limit must be at least 1 (pairs of each kind), or left out for every eligible pair"
+        );
+    }
+    if !(1..=100).contains(&a.step) {
+        bail!("--step must be 1..=100 percent, got {}", a.step);
+    }
+    let explainer: Box<dyn facelens_saliency::Explainer> = if a.method == xfv_benchmark::config::DFV {
+        Box::new(super::decoder::dfv(a.decoder.as_deref(), device)?)
+    } else {
+        facelens_saliency::by_name(&a.method)?
+    };
+    let (pairs, model, loader) = a.list.open(device)?;
+    let threshold = super::threshold(&model, a.threshold)?;
+    let engine = facelens_saliency::engine_for(&model, Some(JACOBIAN_ROWS))?;
+    let scorer = Scorer {
+        model: &model,
+        engine: engine.as_ref(),
+        loader: &loader,
+        images: &a.list.images,
+        threshold,
+    };
+    let protocol = Protocol {
+        step_percent: f64::from(a.step),
+        fill: black_value(&model)?,
+        perturb: match a.perturb {
+            PerturbArg::Both => Perturb::Both,
+            PerturbArg::Probe => Perturb::Probe,
+        },
+        batch: CURVE_BATCH,
+    };
+    let steps = protocol.steps()?;
+
+    let order = match a.limit {
+        Some(_) => select::shuffled(pairs.len(), a.seed),
+        None => (0..pairs.len()).collect(),
+    };
+    let bar = crate::progress::bar(pairs.len() as u64, "selecting");
+    let chosen = select::balanced(
+        order,
+        pairs.len(),
+        a.limit.unwrap_or(usize::MAX),
+        |i| pairs[i].genuine,
+        |i| Ok(scorer.prepare(&pairs[i])?.and_then(|p| p.kind)),
+        |scanned, _| bar.set_position(scanned as u64),
+    )?;
+    bar.finish_and_clear();
+    if chosen.is_empty() {
+        bail!(
+            "no pair of {} is an accepted genuine or a rejected impostor pair at tau = {threshold}",
+            a.list.pairs.display()
+        );
+    }
+
+    let bar = crate::progress::bar(chosen.len() as u64, &a.method);
+    let (mut similarity, mut dissimilarity) = (KindCurves::default(), KindCurves::default());
+    for &i in &chosen {
+        let pair = &pairs[i];
+        let prepared = scorer.prepare(pair)?;
+        let Some(Prepared {
+            a: xa,
+            b: xb,
+            kind: Some(kind),
+            ..
+        }) = prepared
+        else {
+            bail!(
+                "pair list line {} changed its decision between two passes",
+                pair.line
+            );
+        };
+        let explanation = explainer
+            .explain(engine.as_ref(), FacePair { a: &xa, b: &xb }, threshold)
+            .with_context(|| {
+                format!(
+                    "{} on {} line {}",
+                    a.method,
+                    a.list.pairs.display(),
+                    pair.line
+                )
+            })?;
+        let curves = method_curves(
+            engine.as_ref(),
+            &protocol,
+            &xa,
+            &xb,
+            &explanation.maps,
+            kind,
+            pair.genuine,
+        )?;
+        let target = match kind {
+            MapKind::Similarity => &mut similarity,
+            MapKind::Dissimilarity => &mut dissimilarity,
+        };
+        target.deletion.push(PairCurve {
+            genuine: pair.genuine,
+            scores: curves.deletion,
+        });
+        target.insertion.push(PairCurve {
+            genuine: pair.genuine,
+            scores: curves.insertion,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let cell = |c: &KindCurves| cell_from_curves(&c.deletion, &c.insertion, &steps, threshold);
+    let (sim, dis) = (cell(&similarity)?, cell(&dissimilarity)?);
+    let wall = t0.elapsed().as_secs_f64();
+    if let Some(n) = a.limit {
+        if sim.pairs < n || dis.pairs < n {
+            eprintln!(
+                "note: only {} accepted genuine and {} rejected impostor pairs are eligible (asked for {n} each)",
+                sim.pairs, dis.pairs
+            );
+        }
+    }
+    eprintln!(
+        "{} pairs in {wall:.1} s ({:.2} s per pair)",
+        chosen.len(),
+        wall / chosen.len() as f64
+    );
+    if a.json {
+        let summary = Summary {
+            method: &a.method,
+            similarity: (&sim).into(),
+            dissimilarity: (&dis).into(),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!(
+            "{}",
+            table(
+                &a.method,
+                &model.spec.name,
+                threshold,
+                &protocol,
+                &sim,
+                &dis
+            )
+        );
+    }
+    Ok(())
+}
+
+/// The human-readable result.
+fn table(
+    method: &str,
+    model: &str,
+    threshold: f32,
+    protocol: &Protocol,
+    sim: &Cell,
+    dis: &Cell,
+) -> String {
+    let num = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.2}"));
+    let perturbed = match protocol.perturb {
+        Perturb::Both => "both images",
+        Perturb::Probe => "the probe only",
+    };
+    let mut s = format!(
+        "{method} on {model} (tau = {threshold}), {perturbed} perturbed in steps of {} %; AUC in %\n\
+         (Deletion: lower is better; Insertion: higher is better)\n\n",
+        protocol.step_percent
+    );
+    s += "maps           pairs   deletion  insertion\n";
+    for (name, c) in [("similarity", sim), ("dissimilarity", dis)] {
+        s += &format!(
+            "{name:<13} {:>6} {:>10} {:>10}\n",
+            c.pairs,
+            num(c.deletion_auc),
+            num(c.insertion_auc)
+        );
+    }
+    s
+}

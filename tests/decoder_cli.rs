@@ -1,0 +1,156 @@
+//! End-to-end tests of `facelens train-decoder`, `reconstruct` and `probe-regions` on real faces
+//! with the committed w600k_mbf decoder (skipped, with a note, when the model or `../shared` is
+//! absent).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn checkpoints() -> Option<PathBuf> {
+    let c = repo().join("checkpoints");
+    let ok = c.join("w600k_mbf.safetensors").is_file()
+        && c.join("decoder-w600k_mbf.safetensors").is_file()
+        && repo().join("../shared/data/lfw/landmarks.csv").is_file();
+    if !ok {
+        eprintln!("skipped: w600k_mbf checkpoint, committed decoder or ../shared missing");
+    }
+    ok.then_some(c)
+}
+
+fn facelens(checkpoints: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facelens"))
+        .args(args)
+        .current_dir(repo())
+        .env("FACELENS_CHECKPOINTS", checkpoints)
+        .env("CI", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run facelens")
+}
+
+fn lfw(rel: &str) -> String {
+    repo().join("../shared/data/lfw/images").join(rel).display().to_string()
+}
+
+fn landmarks() -> String {
+    repo().join("../shared/data/lfw/landmarks.csv").display().to_string()
+}
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn reconstruct_writes_a_panel_and_scores_identity() {
+    let Some(c) = checkpoints() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("recon");
+    let (a, b) = (lfw("Aaron_Peirsol/Aaron_Peirsol_0001.jpg"), lfw("Abdullah_Gul/Abdullah_Gul_0001.jpg"));
+    let out = facelens(&c, &["reconstruct", &a, &b, "--landmarks", &landmarks(), "--out", out_dir.to_str().unwrap()]);
+    ok(&out);
+    let panel = image::open(out_dir.join("panel.png")).unwrap();
+    assert_eq!((panel.width() > 2 * 112, panel.height() >= 112), (true, true));
+    let scores: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
+    let scores = scores.as_array().unwrap();
+    assert_eq!(scores.len(), 2);
+    for s in scores {
+        let cos = s["identity_cos"].as_f64().unwrap();
+        // The model recognises the reconstruction as the same person far above chance (~0).
+        assert!(cos > 0.2 && cos <= 1.0, "identity cosine {cos}");
+        assert!(s["psnr_db"].as_f64().unwrap() > 8.0);
+    }
+    assert!(out_dir.join("000_Aaron_Peirsol_0001_reconstruction.png").is_file());
+}
+
+#[test]
+fn probe_regions_writes_statistics_and_a_panel() {
+    let Some(c) = checkpoints() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("probe");
+    let out = facelens(
+        &c,
+        &["probe-regions", &lfw("Aaron_Peirsol/Aaron_Peirsol_0001.jpg"), "--landmarks", &landmarks(), "--out", out_dir.to_str().unwrap(), "--top-k", "3"],
+    );
+    ok(&out);
+    for f in ["region_stats.json", "region_mass.csv", "top_dimensions.csv", "region_panel.png"] {
+        assert!(out_dir.join(f).is_file(), "missing {f}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for region in ["left_eye", "right_eye", "nose", "mouth"] {
+        assert!(stdout.contains(region), "{stdout}");
+    }
+    // 512 dimensions, one CSV row each.
+    let csv = std::fs::read_to_string(out_dir.join("region_mass.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 513);
+}
+
+#[test]
+fn bad_decoder_files_are_named_in_the_error() {
+    let Some(c) = checkpoints() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let garbage = tmp.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file").unwrap();
+    let face = lfw("Aaron_Peirsol/Aaron_Peirsol_0001.jpg");
+    let out_dir = tmp.path().join("o");
+    let out = facelens(&c, &["reconstruct", &face, "--landmarks", &landmarks(), "--decoder", garbage.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.safetensors"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out_dir.join("panel.png").exists());
+
+    let missing = tmp.path().join("nope.safetensors");
+    let out = facelens(&c, &["probe-regions", &face, "--landmarks", &landmarks(), "--decoder", missing.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.safetensors"));
+}
+
+#[test]
+fn train_decoder_runs_the_training_entry_point() {
+    let Some(c) = checkpoints() else { return };
+    if !repo().join("../shared/data/utkface/landmarks.csv").is_file() {
+        eprintln!("skipped: UTKFace missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let mut args: Vec<String> = vec!["train-decoder".into(), "--config".into(), "experiments/decoder-train/ci.toml".into()];
+    for o in [
+        format!("runs_root={}", runs.display()),
+        "data.limit=8".into(),
+        "train.steps=2".into(),
+        "train.batch_size=2".into(),
+        "train.warmup_steps=1".into(),
+        "decoder.width=16".into(),
+        "decoder.min_channels=4".into(),
+        "eval.faces=1".into(),
+        "log.panel_faces=1".into(),
+        "probe.faces=0".into(),
+    ] {
+        args.push("--set".into());
+        args.push(o);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&facelens(&c, &refs));
+    let run = std::fs::read_dir(runs.join("decoder-train")).unwrap().next().unwrap().unwrap().path();
+    assert!(run.join("decoder.safetensors").is_file());
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["steps"], 2);
+}
+
+#[test]
+fn explain_with_dfv_uses_the_committed_decoder() {
+    let Some(c) = checkpoints() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("dfv");
+    let (a, b) = (lfw("Aaron_Peirsol/Aaron_Peirsol_0001.jpg"), lfw("Aaron_Peirsol/Aaron_Peirsol_0002.jpg"));
+    let out = facelens(&c, &["explain", &a, &b, "--method", "dfv", "--landmarks", &landmarks(), "--out", out_dir.to_str().unwrap()]);
+    ok(&out);
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["method"], "dfv");
+    assert_eq!(result["decision"], "accept");
+    // A genuine pair: the similarity maps carry evidence.
+    assert!(result["map_mass"]["sa_pos"].as_f64().unwrap() > 0.0, "{result}");
+    assert!(out_dir.join("panel.png").is_file());
+}
