@@ -6,7 +6,7 @@
 //! tested against and the fallback where no lowering exists.
 
 use candle_core::{Device, Module, Tensor, Var};
-use facelens_models::reverse::{Net, Tape};
+use facelens_models::reverse::{Net, PassCounter, Tape};
 use facelens_models::{Backbone, FaceModel};
 
 
@@ -33,6 +33,9 @@ pub trait GradientEngine: Sync {
     fn as_net(&self) -> Option<&Net> {
         None
     }
+    /// `(images forward, seed rows backward)` through the network so far; the difference
+    /// around an explanation is its cost in passes (what a method costs on any machine).
+    fn passes(&self) -> (u64, u64);
 
     fn check_image(&self, image: &[f32]) -> Result<()> {
         let (c, h, w) = self.input_shape();
@@ -122,6 +125,9 @@ impl GradientEngine for NetEngine {
     fn as_net(&self) -> Option<&Net> {
         Some(&self.net)
     }
+    fn passes(&self) -> (u64, u64) {
+        self.net.passes.get()
+    }
 }
 
 /// candle autograd on any device: replicate the image once per row, seed each copy with
@@ -132,6 +138,7 @@ pub struct AutogradEngine {
     pub size: usize,
     pub dim: usize,
     pub rows: usize,
+    pub passes: PassCounter,
 }
 
 impl AutogradEngine {
@@ -142,6 +149,7 @@ impl AutogradEngine {
             size: model.spec.input_size,
             dim: model.spec.embedding_dim,
             rows: rows.max(1),
+            passes: PassCounter::default(),
         }
     }
 }
@@ -159,6 +167,8 @@ impl Linearised for AutogradLinearised<'_> {
     fn vjp(&self, seeds: &[f32], rows: usize) -> Result<Vec<f32>> {
         let e = self.engine;
         let s = e.size;
+        // One forward copy per row, then one backward over all of them.
+        e.passes.add(rows, rows);
         let x = Tensor::from_vec(self.image.clone(), (1, 3, s, s), &e.device)?.repeat((rows, 1, 1, 1))?;
         let x = Var::from_tensor(&x)?;
         let y = e.backbone.forward(x.as_tensor())?;
@@ -178,6 +188,7 @@ impl GradientEngine for AutogradEngine {
     }
     fn embed(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
         let s = self.size;
+        self.passes.add(n, 0);
         let x = Tensor::from_vec(images.to_vec(), (n, 3, s, s), &self.device)?;
         Ok(self.backbone.forward(&x)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?)
     }
@@ -188,6 +199,9 @@ impl GradientEngine for AutogradEngine {
     }
     fn rows_per_pass(&self) -> usize {
         self.rows
+    }
+    fn passes(&self) -> (u64, u64) {
+        self.passes.get()
     }
 }
 

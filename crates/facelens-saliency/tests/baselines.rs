@@ -304,6 +304,9 @@ impl GradientEngine for Quadrant {
     fn rows_per_pass(&self) -> usize {
         D
     }
+    fn passes(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// A face-like image: a distinct colour per quadrant (so superpixels can follow the

@@ -133,9 +133,14 @@ fn fast_engine_matches_candle_autograd_engine() {
         size: 112,
         dim: Config::tiny().num_features,
         rows: 8,
+        passes: Default::default(),
     };
     let ef = Fggb::default().explain(&fast, FacePair { a: &a, b: &b }, 0.1).unwrap();
     let ea = Fggb::default().explain(&autograd, FacePair { a: &a, b: &b }, 0.1).unwrap();
+    // FGGB costs one Jacobian row per embedding dimension and image on either engine.
+    let rows = 2 * Config::tiny().num_features as u64;
+    assert_eq!(fast.passes(), (2, rows));
+    assert_eq!(autograd.passes().1, rows);
     assert!((ef.score - ea.score).abs() < 1e-5);
     // Errors are relative to the signed map's largest magnitude (S = S+ - S-).
     let scale_of = |p: &[f32], n: &[f32]| p.iter().chain(n).fold(0f32, |m, v| m.max(*v)).max(1e-12);

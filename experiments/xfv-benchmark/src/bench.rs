@@ -166,6 +166,38 @@ pub struct Timings {
     pub explain_s: BTreeMap<String, f64>,
     /// `model/method` -> seconds spent on Deletion/Insertion forward passes.
     pub curves_s: BTreeMap<String, f64>,
+    /// `model/method` -> explanations computed (pairs x 1; each explains both faces).
+    #[serde(default)]
+    pub explanations: BTreeMap<String, u64>,
+    /// `model/method` -> images through the network forward while explaining.
+    #[serde(default)]
+    pub forward_images: BTreeMap<String, u64>,
+    /// `model/method` -> Jacobian (seed) rows through the network backward while explaining.
+    #[serde(default)]
+    pub backward_rows: BTreeMap<String, u64>,
+}
+
+impl Timings {
+    /// Adds `other` (another shard's timings) into `self`.
+    pub fn add(&mut self, other: Timings) {
+        self.total_s += other.total_s;
+        self.select_s += other.select_s;
+        for (k, v) in other.explain_s {
+            *self.explain_s.entry(k).or_default() += v;
+        }
+        for (k, v) in other.curves_s {
+            *self.curves_s.entry(k).or_default() += v;
+        }
+        for (mine, theirs) in [
+            (&mut self.explanations, other.explanations),
+            (&mut self.forward_images, other.forward_images),
+            (&mut self.backward_rows, other.backward_rows),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k).or_default() += v;
+            }
+        }
+    }
 }
 
 /// A rendered example panel.
@@ -570,6 +602,7 @@ impl Bench {
                 for (name, explainer) in explainers {
                     let key = format!("{}/{name}", bb.info.name);
                     let t0 = Instant::now();
+                    let (fwd0, bwd0) = engine.passes();
                     let ex = explainer
                         .explain(engine, FacePair { a: &a, b: &b }, bb.info.threshold)
                         .with_context(|| {
@@ -580,6 +613,10 @@ impl Bench {
                         })?;
                     *timings.explain_s.entry(key.clone()).or_default() +=
                         t0.elapsed().as_secs_f64();
+                    let (fwd1, bwd1) = engine.passes();
+                    *timings.explanations.entry(key.clone()).or_default() += 1;
+                    *timings.forward_images.entry(key.clone()).or_default() += fwd1 - fwd0;
+                    *timings.backward_rows.entry(key.clone()).or_default() += bwd1 - bwd0;
                     let t1 = Instant::now();
                     let curves = method_curves(
                         engine,

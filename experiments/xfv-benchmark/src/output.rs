@@ -21,6 +21,9 @@ use crate::report::{self, Cell, Results};
 
 pub const RECORDS_FILE: &str = "records.json";
 pub const TIMINGS_FILE: &str = "timings.json";
+/// Per-method cost of an explanation (time and passes), from the timings.
+pub const COST_FILE: &str = "cost.csv";
+pub const COST_MD: &str = "cost.md";
 pub const TABLES_FILE: &str = "tables.md";
 pub const PANELS_DIR: &str = "panels";
 pub const PLOTS_DIR: &str = "plots";
@@ -80,6 +83,10 @@ pub fn write_run(
     run.write_results(&results)?;
     let markdown = results.markdown();
     write_text(&dir.join(TABLES_FILE), &markdown)?;
+    // Costs depend on the machine and on sharding, so they stay out of the (reproducible) tables.
+    let cost = cost_table(timings);
+    write_text(&dir.join(COST_MD), &cost)?;
+    write_text(&dir.join(COST_FILE), &cost_csv(timings))?;
     write_text(&dir.join("table1.csv"), &results.table1.csv())?;
     write_text(&dir.join("table2.csv"), &results.table2.csv())?;
     write_text(&dir.join("table3.csv"), &results.table3_csv())?;
@@ -87,7 +94,7 @@ pub fn write_run(
 
     let mut tb = run.summary_writer()?;
     tb.add_text("config", &format!("```toml\n{config_text}\n```"), 0)?;
-    tb.add_text("tables", &markdown, 0)?;
+    tb.add_text("tables", &format!("{markdown}\n{cost}"), 0)?;
     let plots = plots(&results);
     for (name, img) in &plots {
         write_png(&dir.join(PLOTS_DIR).join(format!("{name}.png")), img)?;
@@ -417,6 +424,47 @@ pub fn read_panels(shards: &[ShardDir]) -> Result<Vec<Panel>> {
         .collect()
 }
 
+/// Per `model/method`: (explanations, seconds per explanation, forward images and backward rows
+/// per explanation, Deletion/Insertion seconds per pair).
+fn cost_rows(t: &Timings) -> Vec<(String, u64, f64, f64, f64, f64)> {
+    t.explain_s
+        .iter()
+        .map(|(key, secs)| {
+            let n = t.explanations.get(key).copied().unwrap_or(0);
+            let per = |v: f64| if n > 0 { v / n as f64 } else { f64::NAN };
+            (
+                key.clone(),
+                n,
+                per(*secs),
+                per(t.forward_images.get(key).copied().unwrap_or(0) as f64),
+                per(t.backward_rows.get(key).copied().unwrap_or(0) as f64),
+                per(t.curves_s.get(key).copied().unwrap_or(0.0)),
+            )
+        })
+        .collect()
+}
+
+/// Markdown: what one explanation (a pair: maps for both faces) costs per method, measured in
+/// this run. Seconds depend on the machine; passes do not.
+pub fn cost_table(t: &Timings) -> String {
+    let mut s = String::from(
+        "## Cost per explanation (this run; both faces of a pair)\n\n| model/method | explanations | seconds | forward images | backward rows | Deletion+Insertion seconds |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (key, n, secs, fwd, bwd, curves) in cost_rows(t) {
+        s.push_str(&format!("| {key} | {n} | {secs:.3} | {fwd:.0} | {bwd:.0} | {curves:.3} |\n"));
+    }
+    s.push_str("\nForward images and backward rows count passes through the backbone only (DFV's decoder passes, 2 x (N+1) per pair, are not included).\n");
+    s
+}
+
+fn cost_csv(t: &Timings) -> String {
+    let mut s = String::from("method,explanations,seconds_per_explanation,forward_images,backward_rows,curve_seconds_per_pair\n");
+    for (key, n, secs, fwd, bwd, curves) in cost_rows(t) {
+        s.push_str(&format!("{key},{n},{secs},{fwd},{bwd},{curves}\n"));
+    }
+    s
+}
+
 /// Sums the shards' timings (what the whole job cost, not its wall time).
 pub fn read_timings(shards: &[ShardDir]) -> Timings {
     let mut total = Timings::default();
@@ -427,14 +475,7 @@ pub fn read_timings(shards: &[ShardDir]) -> Timings {
         let Ok(t) = serde_json::from_slice::<Timings>(&bytes) else {
             continue;
         };
-        total.total_s += t.total_s;
-        total.select_s += t.select_s;
-        for (k, v) in t.explain_s {
-            *total.explain_s.entry(k).or_default() += v;
-        }
-        for (k, v) in t.curves_s {
-            *total.curves_s.entry(k).or_default() += v;
-        }
+        total.add(t);
     }
     total
 }

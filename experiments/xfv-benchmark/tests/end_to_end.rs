@@ -89,9 +89,19 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         "table2.csv",
         "table3.csv",
         "curves.csv",
+        "cost.md",
+        "cost.csv",
     ] {
         assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
     }
+    // Score gradient costs one forward (linearisation) and one backward row per face.
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("timings.json")).expect("timings")).expect("json");
+    let key = "w600k_mbf/score-gradient";
+    let n = timings["explanations"][key].as_u64().expect("explanations");
+    assert!(n > 0);
+    assert_eq!(timings["forward_images"][key].as_u64(), Some(2 * n));
+    assert_eq!(timings["backward_rows"][key].as_u64(), Some(2 * n));
     let events: Vec<_> = std::fs::read_dir(&run)
         .expect("run dir")
         .filter_map(|e| e.ok())

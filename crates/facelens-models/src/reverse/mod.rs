@@ -13,6 +13,7 @@ mod mbf;
 
 pub use kernels::{matmul, ConvGeom, Workspace};
 
+
 use rayon::prelude::*;
 
 /// One operation of the inference graph. Buffers are numbered; buffer 0 is the input.
@@ -83,6 +84,39 @@ pub struct Net {
     pub input: BufShape,
     pub ops: Vec<Op>,
     pub shapes: Vec<BufShape>,
+    /// Images forward and seed rows backward so far: what explanations cost in passes,
+    /// independent of the machine they ran on.
+    pub passes: PassCounter,
+}
+
+/// Counts of the work done through a [`Net`] (forward images, backward seed rows).
+#[derive(Debug, Default)]
+pub struct PassCounter {
+    forward_images: std::sync::atomic::AtomicU64,
+    backward_rows: std::sync::atomic::AtomicU64,
+}
+
+impl PassCounter {
+    /// `(forward images, backward rows)` since the net was built.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.forward_images.load(Relaxed), self.backward_rows.load(Relaxed))
+    }
+
+    pub fn add(&self, forward_images: usize, backward_rows: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.forward_images.fetch_add(forward_images as u64, Relaxed);
+        self.backward_rows.fetch_add(backward_rows as u64, Relaxed);
+    }
+}
+
+impl Clone for PassCounter {
+    fn clone(&self) -> Self {
+        let c = PassCounter::default();
+        let (f, b) = self.get();
+        c.add(f as usize, b as usize);
+        c
+    }
 }
 
 /// Forward activations of one image, kept for the reverse pass, plus the buffers its
@@ -101,7 +135,7 @@ impl Tape {
 
 impl Net {
     pub fn new(input: BufShape) -> Self {
-        Self { input, ops: Vec::new(), shapes: vec![input] }
+        Self { input, ops: Vec::new(), shapes: vec![input], passes: PassCounter::default() }
     }
 
     /// Lowers any supported backbone.
@@ -139,6 +173,7 @@ impl Net {
     /// activations outgrow the caches and were measured slower per image (2-core EPYC:
     /// 65 images/s at 2, 40 at 32).
     pub fn forward(&self, images: &[f32], b: usize) -> Vec<f32> {
+        self.passes.add(b, 0);
         let n = self.input.numel();
         let mut out = Vec::with_capacity(b * self.output_dim());
         for chunk in images[..b * n].chunks(FORWARD_MICRO_BATCH * n) {
@@ -152,6 +187,7 @@ impl Net {
 
     /// Forward pass of one CHW image, keeping every activation.
     pub fn tape(&self, image: &[f32]) -> Tape {
+        self.passes.add(1, 0);
         Tape { buffers: self.run(image.to_vec(), 1, true), workspace: Default::default() }
     }
 
@@ -227,6 +263,7 @@ impl Net {
     /// sweep can end there with the gradient complete. It is the partial derivative with
     /// the other buffers held fixed: a residual skip around `target` is not part of it.
     pub fn vjp_to(&self, tape: &Tape, seeds: &[f32], r: usize, target: usize) -> Vec<f32> {
+        self.passes.add(0, r);
         let mut guard = tape.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let ws = &mut *guard;
         let n = self.shapes.len();
