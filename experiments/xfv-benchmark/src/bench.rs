@@ -401,6 +401,19 @@ impl Bench {
         self.methods.iter().map(|(n, _)| n.clone()).collect()
     }
 
+    /// Table rows: the methods, then their probe-only curves when `protocol.also_probe` is on.
+    fn row_names(&self) -> Vec<String> {
+        let mut names = self.method_names();
+        if self.also_probe() {
+            names.extend(self.method_names().iter().map(|n| crate::config::probe_only_name(n)));
+        }
+        names
+    }
+
+    fn also_probe(&self) -> bool {
+        self.config.protocol.also_probe && self.config.protocol.perturb == Perturb::Both
+    }
+
     /// sha256 of the resolved config the run was loaded with.
     pub fn config_sha256(&self) -> &str {
         &self.config_sha256
@@ -553,7 +566,7 @@ impl Bench {
             shard,
             selected: selection.len(),
             models: self.backbones.iter().map(|b| b.info.clone()).collect(),
-            methods: self.method_names(),
+            methods: self.row_names(),
             steps: self.steps.clone(),
             perturb: self.config.protocol.perturb,
             records,
@@ -627,6 +640,11 @@ impl Bench {
                         kind,
                         pair.genuine,
                     )?;
+                    if mi == 0 && self.also_probe() {
+                        let probe = Protocol { perturb: Perturb::Probe, ..self.protocol(bb) };
+                        let probe_curves = method_curves(engine, &probe, &a, &b, &ex.maps, kind, pair.genuine)?;
+                        methods.insert(crate::config::probe_only_name(name), probe_curves);
+                    }
                     *timings.curves_s.entry(key).or_default() += t1.elapsed().as_secs_f64();
                     methods.insert(name.to_string(), curves);
                     if mi == 0 && want_panel {

@@ -130,6 +130,17 @@ pub struct ProtocolConfig {
     /// Jacobian rows per backward pass. Fixed here rather than sized from free memory so that
     /// maps, and hence results, do not depend on the machine or on how a run is sharded.
     pub jacobian_rows: usize,
+    /// With `perturb = "both"`, also trace every method's curves with only the probe perturbed,
+    /// reported as extra rows `<method> (probe only)`: the same maps, one more set of curves
+    /// (on w600k_mbf, blackening both faces of a genuine pair keeps them similar, so Table I
+    /// saturates under "both"; probe-only curves separate the methods there).
+    #[serde(default)]
+    pub also_probe: bool,
+}
+
+/// Row name of a method's probe-only curves (`protocol.also_probe`).
+pub fn probe_only_name(method: &str) -> String {
+    format!("{method} (probe only)")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -69,6 +69,8 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         "protocol.step=25",
         "--set",
         "output.panels=1",
+        "--set",
+        "protocol.also_probe=true",
     ];
     let (whole, shards, merged) = (
         tmp.path().join("whole"),
@@ -143,6 +145,11 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         // p = 0 Deletion is the clean pair, which is classified correctly by construction.
         assert_eq!(row["deletion"][0], 1.0);
         assert_eq!(row["insertion"][4], 1.0);
+        // protocol.also_probe: the same maps, curves with only the probe perturbed.
+        let probe = &results[table]["rows"][1];
+        assert_eq!(probe["method"], "score-gradient (probe only)");
+        assert_eq!(probe["pairs"], 2);
+        assert_eq!(probe["deletion"][0], 1.0);
     }
 
     xfv(&[&common[..], &["--out", &arg(&shards), "--shard", "1/2"]].concat());
