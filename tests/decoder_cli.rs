@@ -144,7 +144,7 @@ fn explain_with_dfv_uses_the_committed_decoder() {
     let Some(c) = checkpoints() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("dfv");
-    let (a, b) = (lfw("Aaron_Peirsol/Aaron_Peirsol_0001.jpg"), lfw("Aaron_Peirsol/Aaron_Peirsol_0002.jpg"));
+    let (a, b) = (lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), lfw("Abel_Pacheco/Abel_Pacheco_0004.jpg"));
     let out = facelens(&c, &["explain", &a, &b, "--method", "dfv", "--landmarks", &landmarks(), "--out", out_dir.to_str().unwrap()]);
     ok(&out);
     let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
@@ -153,4 +153,19 @@ fn explain_with_dfv_uses_the_committed_decoder() {
     // A genuine pair: the similarity maps carry evidence.
     assert!(result["map_mass"]["sa_pos"].as_f64().unwrap() > 0.0, "{result}");
     assert!(out_dir.join("panel.png").is_file());
+}
+
+#[test]
+fn committed_decoder_matches_its_manifest_entry() {
+    let decoder = repo().join("checkpoints/decoder-w600k_mbf.safetensors");
+    if !decoder.is_file() {
+        eprintln!("skipped: no committed decoder");
+        return;
+    }
+    let manifest = std::fs::read_to_string(repo().join("checkpoints/MANIFEST.toml")).unwrap();
+    let entry = manifest.split("[[decoder]]").nth(1).expect("MANIFEST.toml has a [[decoder]] entry");
+    let sha = entry.lines().find_map(|l| l.strip_prefix("sha256 = ")).expect("sha256 line").trim_matches('"');
+    assert_eq!(facelens_models::backbone::sha256_file(&decoder).unwrap(), sha);
+    // Small enough to live in the repository.
+    assert!(std::fs::metadata(&decoder).unwrap().len() <= 16 << 20);
 }
