@@ -214,3 +214,46 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;
     Ok(())
 }
+
+/// Fills every variable of `map` with pseudo-random values that depend only on `seed` and the
+/// variable's name, so that randomly initialised networks (tests, synthetic benchmarks) are the
+/// same on every run and machine: candle's CPU generator cannot be seeded.
+///
+/// By name: BatchNorm `running_var` in [0.5, 2], `running_mean` and biases in [-0.3, 0.3], other
+/// 1-D weights (norm scales, PReLU slopes) in [0.1, 1], and weights of rank >= 2 uniform in
+/// `±sqrt(3 / fan_in)` (unit-variance preserving), with `fan_in` = dim 1 times the kernel size.
+pub fn fill_deterministic(map: &candle_nn::VarMap, seed: u64) -> candle_core::Result<()> {
+    let data = map.data().lock().map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let numel: usize = dims.iter().product();
+        // One stream per variable: its values do not depend on which other variables exist.
+        let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+        let mut uniform = |lo: f64, hi: f64| {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (lo + (hi - lo) * ((z >> 11) as f64 / (1u64 << 53) as f64)) as f32
+        };
+        let (lo, hi) = if name.ends_with("running_var") {
+            (0.5, 2.0)
+        } else if name.ends_with("running_mean") || name.ends_with("bias") {
+            (-0.3, 0.3)
+        } else if dims.len() <= 1 {
+            (0.1, 1.0)
+        } else {
+            let fan_in = (dims[1] * dims[2..].iter().product::<usize>()).max(1) as f64;
+            let b = (3.0 / fan_in).sqrt();
+            (-b, b)
+        };
+        let values: Vec<f32> = (0..numel).map(|_| uniform(lo, hi)).collect();
+        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
+    }
+    Ok(())
+}

@@ -10,20 +10,11 @@ use facelens_models::reverse::Net;
 use facelens_models::FaceModel;
 
 fn tiny_model(seed: u64) -> MobileFaceNet {
-    let dev = Device::Cpu;
-    dev.set_seed(seed).ok();
     let map = VarMap::new();
-    let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
     let m = MobileFaceNet::new(&Config::tiny(), vb).unwrap();
-    // Non-trivial BatchNorm1d statistics and PReLU slopes that differ per channel.
-    for (name, var) in map.data().lock().unwrap().iter() {
-        let t = var.as_tensor();
-        if name.ends_with("running_var") {
-            var.set(&(t.rand_like(0.5, 2.0).unwrap())).unwrap();
-        } else if name.ends_with("running_mean") || name.contains(".layers.2.weight") || name.ends_with("bias") {
-            var.set(&(t.rand_like(-0.3, 0.3).unwrap())).unwrap();
-        }
-    }
+    // Non-trivial BatchNorm statistics and PReLU slopes that differ per channel, the same every run.
+    facelens_models::weights::fill_deterministic(&map, seed).unwrap();
     m
 }
 
@@ -174,23 +165,12 @@ fn real_w600k_mbf_vjp_matches_autograd() {
 
 fn tiny_iresnet(flavour: facelens_models::iresnet::Flavour, seed: u64) -> facelens_models::iresnet::IResNet {
     use facelens_models::iresnet::{Config as IrConfig, IResNet};
-    let dev = Device::Cpu;
-    dev.set_seed(seed).ok();
     let map = VarMap::new();
-    let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
-    // Build once to create the variables, randomise BatchNorm statistics, then build again.
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    // Build once to create the variables, fill them deterministically, then build again.
     let cfg = IrConfig::tiny().with_flavour(flavour);
     IResNet::new(&cfg, vb.clone()).unwrap();
-    for (name, var) in map.data().lock().unwrap().iter() {
-        let t = var.as_tensor();
-        if name.ends_with("running_var") {
-            var.set(&t.rand_like(0.5, 2.0).unwrap()).unwrap();
-        } else if name.ends_with("running_mean") || name.ends_with("bias") {
-            var.set(&t.rand_like(-0.3, 0.3).unwrap()).unwrap();
-        } else if name.ends_with("bn1.weight") || name.ends_with("bn2.weight") || name.ends_with("bn3.weight") {
-            var.set(&t.rand_like(0.5, 1.5).unwrap()).unwrap();
-        }
-    }
+    facelens_models::weights::fill_deterministic(&map, seed).unwrap();
     IResNet::new(&cfg, vb).unwrap()
 }
 

@@ -18,17 +18,9 @@ use facelens_saliency::{
 const S: usize = 112;
 
 fn tiny_net(seed: u64) -> Net {
-    let dev = Device::Cpu;
-    dev.set_seed(seed).ok();
     let map = VarMap::new();
-    let m = MobileFaceNet::new(&Config::tiny(), VarBuilder::from_varmap(&map, DType::F32, &dev)).unwrap();
-    for (name, var) in map.data().lock().unwrap().iter() {
-        if name.ends_with("running_var") {
-            var.set(&var.as_tensor().rand_like(0.5, 2.0).unwrap()).unwrap();
-        } else if name.ends_with("bias") || name.ends_with("running_mean") {
-            var.set(&var.as_tensor().rand_like(-0.3, 0.3).unwrap()).unwrap();
-        }
-    }
+    let m = MobileFaceNet::new(&Config::tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+    facelens_models::weights::fill_deterministic(&map, seed).unwrap();
     Net::from_mobilefacenet(&m).unwrap()
 }
 
