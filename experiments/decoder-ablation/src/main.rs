@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use decoder_train::train::{run, Start};
+use decoder_train::train::{self, Start};
 use facelens_board::{RunDir, SummaryWriter};
 use serde::{Deserialize, Serialize};
 
@@ -203,7 +203,7 @@ fn main() -> Result<()> {
         let mut all = overrides.clone();
         all.push(format!("runs_root={}", toml::Value::String(run.path().display().to_string())));
         eprintln!("== variant `{}`: {}", variant.name, overrides.join(" "));
-        let outcome = run_variant(&cfg.base, all, cli.device.as_deref())?;
+        let outcome = train::run(Start::Fresh { config: cfg.base.clone(), overrides: all }, cli.device.as_deref())?;
         if !outcome.completed {
             bail!("interrupted during variant `{}` ({}); resume it with `decoder-train --resume`", variant.name, outcome.run_dir.display());
         }
@@ -219,8 +219,4 @@ fn main() -> Result<()> {
     println!("{table}");
     eprintln!("table: {}", run.path().join("table.md").display());
     Ok(())
-}
-
-fn run_variant(base: &Path, overrides: Vec<String>, device: Option<&str>) -> Result<decoder_train::train::Outcome> {
-    run(Start::Fresh { config: base.to_path_buf(), overrides }, device)
 }

@@ -74,6 +74,19 @@ pub struct EvalConfig {
     pub thresholds: BTreeMap<String, f32>,
 }
 
+impl EvalConfig {
+    /// The thresholds in the form `facelens_recon::evaluate` takes.
+    pub fn named_thresholds(&self) -> Vec<facelens_recon::NamedThreshold> {
+        self.thresholds
+            .iter()
+            .map(|(name, value)| facelens_recon::NamedThreshold {
+                name: name.clone(),
+                value: *value,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {

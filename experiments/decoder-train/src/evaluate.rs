@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use facelens_models::FaceModel;
 use facelens_recon::eval::pair_grid;
-use facelens_recon::{evaluate, load_decoder, NamedThreshold};
+use facelens_recon::{evaluate, load_decoder};
 
 use crate::setup::{describe_device, lfw_faces, load_config, parse_device};
 
@@ -27,15 +27,7 @@ pub fn run(
         .with_context(|| format!("loading model `{}`", cfg.model))?;
     let n = faces.unwrap_or(cfg.eval.faces).max(1);
     let faces = lfw_faces(&cfg, n)?;
-    let thresholds: Vec<NamedThreshold> = cfg
-        .eval
-        .thresholds
-        .iter()
-        .map(|(name, value)| NamedThreshold {
-            name: name.clone(),
-            value: *value,
-        })
-        .collect();
+    let thresholds = cfg.eval.named_thresholds();
     eprintln!(
         "evaluating {} on {} LFW faces ({})",
         weights.display(),

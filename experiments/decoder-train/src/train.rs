@@ -15,7 +15,7 @@ use facelens_models::FaceModel;
 use facelens_recon::eval::{pair_grid, reconstruct};
 use facelens_recon::{
     evaluate, AlignedFiles, BatchLoader, BatchPlan, EmbeddingTable, EvalFace, FaceSource,
-    FrozenBackbone, NamedThreshold, StepOutcome, TrainData, Trainer,
+    FrozenBackbone, StepOutcome, TrainData, Trainer,
 };
 
 use crate::config::Config;
@@ -363,15 +363,7 @@ pub fn run(start: Start, device_override: Option<&str>) -> Result<Outcome> {
     let train_s = t_loop.elapsed().as_secs_f64();
 
     // Final evaluation on held-out LFW faces.
-    let thresholds: Vec<NamedThreshold> = cfg
-        .eval
-        .thresholds
-        .iter()
-        .map(|(name, value)| NamedThreshold {
-            name: name.clone(),
-            value: *value,
-        })
-        .collect();
+    let thresholds = cfg.eval.named_thresholds();
     let eval_faces = &faces[..cfg.eval.faces.min(faces.len())];
     let evaluation = evaluate(
         trainer.decoder(),

@@ -12,7 +12,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -164,10 +164,6 @@ fn main() -> Result<()> {
         "regions": stats.regions,
     }))?;
     println!("{text}");
-    eprintln!("wrote {}", display(run.path()));
+    eprintln!("wrote {}", run.path().display());
     Ok(())
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
 }
