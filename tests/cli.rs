@@ -284,18 +284,32 @@ fn eval_xfv_names_a_missing_pair_list_and_an_unknown_method() {
 /// 2 cores, so it runs when `FACELENS_FULL_LFW=1` (CI sets it).
 #[test]
 fn full_lfw_protocol_reproduces_the_reference_accuracy() {
+    full_lfw("w600k_mbf", 99.45, "W600K_MBF_LFW_THRESHOLD");
+}
+
+/// The same for SFace (onnxruntime reference on this LFW: 99.35 %), when setup fetched it.
+#[test]
+fn full_lfw_protocol_reproduces_sface_accuracy() {
+    full_lfw("sface", 99.35, "SFACE_LFW_THRESHOLD");
+}
+
+fn full_lfw(model: &str, reference: f64, threshold_const: &str) {
     if std::env::var("FACELENS_FULL_LFW").as_deref() != Ok("1") {
         eprintln!("skipped: set FACELENS_FULL_LFW=1 to run the full LFW protocol");
         return;
     }
     let ck = need_data!();
+    if !ck.join(format!("{model}.safetensors")).is_file() {
+        eprintln!("skipped: {model} not fetched (scripts/setup.sh)");
+        return;
+    }
     let lfw_dir = shared().unwrap().join("data/lfw");
     let dir = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
     let o = facelens(
         &ck,
         &[
-            "eval", "verify",
+            "eval", "verify", "--model", model,
             "--pairs", lfw_dir.join("pairs.txt").to_str().unwrap(),
             "--images", lfw_dir.join("images").to_str().unwrap(),
             "--landmarks", lfw_dir.join("landmarks.csv").to_str().unwrap(),
@@ -306,16 +320,17 @@ fn full_lfw_protocol_reproduces_the_reference_accuracy() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let acc = v["accuracy_mean"].as_f64().unwrap() * 100.0;
-    eprintln!("LFW: {v} in {:.0} s; {}", t0.elapsed().as_secs_f64(), stderr(&o).trim());
+    eprintln!("LFW ({model}): {v} in {:.0} s; {}", t0.elapsed().as_secs_f64(), stderr(&o).trim());
     assert_eq!(v["pairs"], 6000);
-    assert!((acc - 99.45).abs() <= 0.10, "accuracy {acc:.3} % is not within 0.10 of 99.45 %");
+    assert!((acc - reference).abs() <= 0.10, "{model}: accuracy {acc:.3} % is not within 0.10 of {reference} %");
     let best = v["best_threshold"].as_f64().unwrap();
-    assert!((best - facelens_models_threshold()).abs() < 1e-3, "calibrated threshold moved: {best}");
+    let calibrated = zoo_threshold(threshold_const);
+    assert!((best - calibrated).abs() < 1e-3, "{model}: calibrated threshold moved: {best} vs {calibrated}");
 }
 
-/// The zoo's calibrated threshold, read from the source so this test needs no library dependency.
-fn facelens_models_threshold() -> f64 {
+/// A calibrated threshold of the zoo, read from the source so this test needs no library dependency.
+fn zoo_threshold(name: &str) -> f64 {
     let src = std::fs::read_to_string(repo().join("crates/facelens-models/src/zoo.rs")).unwrap();
-    let line = src.lines().find(|l| l.contains("pub const W600K_MBF_LFW_THRESHOLD")).unwrap();
+    let line = src.lines().find(|l| l.contains(&format!("pub const {name}:"))).unwrap();
     line.split('=').nth(1).unwrap().trim().trim_end_matches(';').parse().unwrap()
 }

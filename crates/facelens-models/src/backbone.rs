@@ -13,6 +13,7 @@ use crate::iresnet::{self, IResNet};
 use crate::mobilefacenet::{self, MobileFaceNet};
 use crate::onnx::{self, OnnxGraph};
 use crate::preprocess;
+use crate::sface::{self, SFace};
 use crate::weights::{self, Checkpoint, ParamLayout};
 use crate::zoo::{self, Arch, ModelSource, ModelSpec};
 
@@ -26,6 +27,7 @@ pub const META_SOURCE_SHA256: &str = "facelens.source_sha256";
 pub enum Backbone {
     MobileFaceNet(MobileFaceNet),
     IResNet(IResNet),
+    SFace(SFace),
 }
 
 impl Backbone {
@@ -33,6 +35,7 @@ impl Backbone {
         match arch {
             Arch::MobileFaceNet(cfg) => Ok(Backbone::MobileFaceNet(MobileFaceNet::new(cfg, vb)?)),
             Arch::IResNet(cfg) => Ok(Backbone::IResNet(IResNet::new(cfg, vb)?)),
+            Arch::SFace(cfg) => Ok(Backbone::SFace(SFace::new(cfg, vb)?)),
         }
     }
 
@@ -47,6 +50,7 @@ impl Module for Backbone {
         match self {
             Backbone::MobileFaceNet(m) => m.forward(xs),
             Backbone::IResNet(m) => m.forward(xs),
+            Backbone::SFace(m) => m.forward(xs),
         }
     }
 }
@@ -87,12 +91,11 @@ impl FaceModel {
     fn from_file(path: &Path, source: ModelSource, name: &str, device: &Device) -> Result<Self> {
         let meta = weights::read_metadata(path)?;
         let arch = arch_from_metadata(path, &meta)?;
-        // A checkpoint imported from the default model keeps the default's calibration.
-        let default = zoo::w600k_mbf();
-        let spec = if meta.get(META_SOURCE_SHA256).map(String::as_str) == default.sha256.as_deref() {
-            ModelSpec { source, ..default }
-        } else {
-            zoo::custom_spec(name.into(), arch, source)
+        // A checkpoint imported from a zoo model keeps that model's preprocessing and calibration.
+        let source_sha = meta.get(META_SOURCE_SHA256).map(String::as_str);
+        let spec = match zoo::zoo().into_iter().find(|m| m.sha256.is_some() && m.sha256.as_deref() == source_sha) {
+            Some(known) => ModelSpec { source, ..known },
+            None => zoo::custom_spec(name.into(), arch, source),
         };
         Self::with_spec(spec, path, device)
     }
@@ -171,6 +174,9 @@ fn arch_from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<Ar
         (Some("iresnet"), Some(cfg)) => serde_json::from_str::<iresnet::Config>(cfg)
             .map(Arch::IResNet)
             .map_err(|e| unknown(&format!("bad `{META_CONFIG}` metadata: {e}"))),
+        (Some("sface"), Some(cfg)) => serde_json::from_str::<sface::Config>(cfg)
+            .map(Arch::SFace)
+            .map_err(|e| unknown(&format!("bad `{META_CONFIG}` metadata: {e}"))),
         (Some(other), _) => Err(unknown(&format!("unsupported architecture `{other}` in metadata"))),
         // A plain arcface_torch / AdaFace state dict saved as safetensors: infer from its names.
         (None, _) => iresnet::detect_config_file(path).map(Arch::IResNet).map_err(|_| {
@@ -196,11 +202,12 @@ pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportRe
     let layout = Backbone::layout(arch)?;
     let order = match Backbone::new(arch, VarBuilder::zeros(candle_core::DType::F32, &Device::Cpu))? {
         Backbone::MobileFaceNet(m) => m.onnx_order(),
+        Backbone::SFace(m) => m.onnx_order(),
         Backbone::IResNet(_) => {
             return Err(ModelError::GraphMismatch {
                 path: onnx_path.into(),
                 arch: arch.name().into(),
-                reason: "ONNX import supports MobileFaceNet graphs; load IResNet state dicts saved as safetensors".into(),
+                reason: "ONNX import supports MobileFaceNet and SFace graphs; load IResNet state dicts saved as safetensors".into(),
             })
         }
     };
@@ -220,6 +227,7 @@ pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportRe
     let config = match arch {
         Arch::MobileFaceNet(c) => serde_json::to_string(c).unwrap_or_default(),
         Arch::IResNet(c) => serde_json::to_string(c).unwrap_or_default(),
+        Arch::SFace(c) => serde_json::to_string(c).unwrap_or_default(),
     };
     write_import(onnx_path, out, arch.name(), config, sha, &tensors, layout.num_parameters())
 }

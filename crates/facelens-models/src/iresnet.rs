@@ -138,9 +138,18 @@ pub struct FrozenBatchNorm {
 
 impl FrozenBatchNorm {
     fn new(channels: usize, affine: bool, vb: VarBuilder) -> Result<Self> {
-        let cfg = BatchNormConfig { eps: BN_EPS, affine, ..Default::default() };
+        Self::build(channels, affine, BN_EPS, vb)
+    }
+
+    /// An affine BatchNorm with another epsilon than IResNet's (other exporters' layers).
+    pub(crate) fn with_eps(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Self::build(channels, true, eps, vb)
+    }
+
+    fn build(channels: usize, affine: bool, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let cfg = BatchNormConfig { eps, affine, ..Default::default() };
         let bn = batch_norm(channels, cfg, vb)?;
-        let inv_std = (bn.running_var() + BN_EPS)?.sqrt()?.recip()?;
+        let inv_std = (bn.running_var() + eps)?.sqrt()?.recip()?;
         let (scale, shift) = match bn.weight_and_bias() {
             Some((w, b)) => {
                 let scale = (w * &inv_std)?;

@@ -1,6 +1,6 @@
 //! Face-recognition backbones for facelens.
 //!
-//! * [`mobilefacenet`] and [`iresnet`]: candle modules with PyTorch/insightface parameter names.
+//! * [`mobilefacenet`], [`iresnet`] and [`sface`]: candle modules with the original parameter names.
 //! * [`zoo`]: named models with their preprocessing, so it is never guessed.
 //! * [`onnx`]: ONNX protobuf import into safetensors.
 //! * [`weights`]: strict checkpoint loading and atomic saving.
@@ -18,6 +18,7 @@ pub mod onnx;
 pub mod preprocess;
 pub mod reverse;
 pub mod scrfd;
+pub mod sface;
 pub mod weights;
 pub mod zoo;
 

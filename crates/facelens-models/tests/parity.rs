@@ -35,3 +35,44 @@ fn check(ours: &[Vec<f32>], reference: &[Vec<f32>], what: &str) {
     eprintln!("w600k_mbf parity ({what}) over 60 faces: min cosine {min_cos:.7}, max abs diff {max_abs:.2e} (max |e| {scale:.2})");
     assert!(min_cos >= 0.9999, "{what}: min cosine {min_cos} < 0.9999");
 }
+
+/// The synthetic images of `benches/python/sface_reference.py`, HWC RGB.
+fn synthetic(k: usize) -> Vec<u8> {
+    let mut img = Vec::with_capacity(112 * 112 * 3);
+    for y in 0..112 {
+        for x in 0..112 {
+            for c in 0..3 {
+                img.push(((7 * x + 13 * y + 50 * c + 5 * ((x * y) % 23) + 31 * k) % 256) as u8);
+            }
+        }
+    }
+    img
+}
+
+#[test]
+fn sface_matches_onnxruntime_on_synthetic_images() {
+    let Some(ckpt) = common::imported_sface() else {
+        eprintln!("skipped: SFace not fetched (scripts/setup.sh fetches it)");
+        return;
+    };
+    let model = FaceModel::load(ckpt.to_str().unwrap(), &Device::Cpu).expect("load SFace");
+    assert_eq!(model.spec.name, "sface", "an imported SFace keeps its zoo spec");
+    assert_eq!(model.spec.std, [128.0; 3]);
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/sface_synthetic.json")).expect("fixture");
+    let reference: Vec<Vec<f32>> = fixture["embeddings"]
+        .as_array()
+        .expect("embeddings")
+        .iter()
+        .map(|e| e.as_array().expect("row").iter().map(|v| v.as_f64().expect("number") as f32).collect())
+        .collect();
+    let images: Vec<Vec<u8>> = (0..reference.len()).map(synthetic).collect();
+    let crops: Vec<&[u8]> = images.iter().map(|v| v.as_slice()).collect();
+    let ours = model.embed_crops_candle(&crops, 4).expect("embed");
+    let fast = model.embed_crops(&crops, 4).expect("embed (lowered graph)");
+    for (what, got) in [("candle module", &ours), ("lowered graph", &fast)] {
+        let min_cos = got.iter().zip(&reference).map(|(a, b)| cosine(a, b)).fold(f32::MAX, f32::min);
+        let max_abs = got.iter().flatten().zip(reference.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("sface parity ({what}) over {} images: min cosine {min_cos:.7}, max abs diff {max_abs:.2e}", got.len());
+        assert!(min_cos >= 0.9999, "{what}: min cosine {min_cos} < 0.9999");
+    }
+}

@@ -202,3 +202,37 @@ fn iresnet_lowering_matches_candle_forward_and_autograd() {
         }
     }
 }
+
+#[test]
+fn sface_lowering_matches_candle_forward_and_autograd() {
+    use facelens_models::sface::{Config as SfConfig, SFace};
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    // Build once to create the variables, fill them deterministically, then build again
+    // (BatchNorm scale and shift are computed at construction).
+    SFace::new(&SfConfig::tiny(), vb.clone()).unwrap();
+    facelens_models::weights::fill_deterministic(&map, 40).unwrap();
+    let m = SFace::new(&SfConfig::tiny(), vb).unwrap();
+    let net = Net::from_sface(&m).unwrap();
+    let s = m.config.input_size;
+    let x = image(41, s);
+    let theirs: Vec<f32> = m
+        .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &Device::Cpu).unwrap())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let tape = net.tape(&x);
+    let err = max_rel(tape.output(), &theirs);
+    assert!(err < 1e-4, "forward relative error {err}");
+    let d = net.output_dim();
+    assert_eq!(d, m.config.num_features);
+    let seeds: Vec<Vec<f32>> = (0..3).map(|k| image(300 + k, 16)[..d].to_vec()).collect();
+    let flat: Vec<f32> = seeds.iter().flatten().copied().collect();
+    let ours = net.vjp(&tape, &flat, seeds.len());
+    for (k, r) in autograd_rows(&m, &x, s, &seeds).iter().enumerate() {
+        let err = max_rel(&ours[k * r.len()..(k + 1) * r.len()], r);
+        assert!(err < 1e-4, "row {k}: relative error {err} against candle autograd");
+    }
+}

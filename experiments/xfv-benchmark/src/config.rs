@@ -138,9 +138,16 @@ pub struct ProtocolConfig {
     pub also_probe: bool,
 }
 
+const PROBE_ONLY_SUFFIX: &str = " (probe only)";
+
 /// Row name of a method's probe-only curves (`protocol.also_probe`).
 pub fn probe_only_name(method: &str) -> String {
-    format!("{method} (probe only)")
+    format!("{method}{PROBE_ONLY_SUFFIX}")
+}
+
+/// The method whose maps a table row scores: `row` itself, or the method of a probe-only row.
+pub fn row_method(row: &str) -> &str {
+    row.strip_suffix(PROBE_ONLY_SUFFIX).unwrap_or(row)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

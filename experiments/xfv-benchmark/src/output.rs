@@ -5,6 +5,7 @@
 //! half-written table that looks complete.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +16,7 @@ use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbImage};
 
 use crate::bench::{Panel, Records, Shard, Timings};
-use crate::config::EXPERIMENT;
+use crate::config::{self, EXPERIMENT};
 use crate::draw::{self, Series};
 use crate::report::{self, Cell, Results};
 
@@ -25,6 +26,8 @@ pub const TIMINGS_FILE: &str = "timings.json";
 pub const COST_FILE: &str = "cost.csv";
 pub const COST_MD: &str = "cost.md";
 pub const TABLES_FILE: &str = "tables.md";
+/// Tables I and II side by side with each method's cost.
+pub const SUMMARY_MD: &str = "summary.md";
 pub const PANELS_DIR: &str = "panels";
 pub const PLOTS_DIR: &str = "plots";
 
@@ -87,6 +90,7 @@ pub fn write_run(
     let cost = cost_table(timings);
     write_text(&dir.join(COST_MD), &cost)?;
     write_text(&dir.join(COST_FILE), &cost_csv(timings))?;
+    write_text(&dir.join(SUMMARY_MD), &summary_table(&results, timings))?;
     write_text(&dir.join("table1.csv"), &results.table1.csv())?;
     write_text(&dir.join("table2.csv"), &results.table2.csv())?;
     write_text(&dir.join("table3.csv"), &results.table3_csv())?;
@@ -457,6 +461,45 @@ pub fn cost_table(t: &Timings) -> String {
     s
 }
 
+/// `summary.md`: one row per method of the first backbone with its Table I and Table II AUCs
+/// and what one explanation cost. Seconds come from this machine (a merge sums its shards'), so
+/// unlike `tables.md` this file is not reproducible bit for bit.
+pub fn summary_table(r: &Results, t: &Timings) -> String {
+    let model = &r.table1.model;
+    let mut s = format!(
+        "# xfv-benchmark summary ({model}, tau = {})\n\n\
+         Deletion (lower is better) and Insertion (higher is better) AUCs in %; similarity maps on \
+         {} genuine pairs accepted, dissimilarity maps on {} impostor pairs rejected. Cost of one \
+         explanation (maps for both faces) measured in this run; probe-only rows reuse their \
+         method's maps.\n\n\
+         | Method | Sim. Deletion | Sim. Insertion | Dissim. Deletion | Dissim. Insertion | s / explanation | forward images | backward rows |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        r.table1.threshold,
+        r.table1.rows.iter().map(|row| row.cell.pairs).max().unwrap_or(0),
+        r.table2.rows.iter().map(|row| row.cell.pairs).max().unwrap_or(0),
+    );
+    let costs = cost_rows(t);
+    for row in &r.table1.rows {
+        let dissim = r.table2.rows.iter().find(|d| d.method == row.method).map(|d| &d.cell);
+        let key = format!("{model}/{}", config::row_method(&row.method));
+        let cost = costs.iter().find(|c| c.0 == key);
+        let fmt = |v: Option<f64>, digits: usize| v.filter(|x| x.is_finite()).map_or_else(|| "n/a".into(), |x| format!("{x:.digits$}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.method,
+            report::num(row.cell.deletion_auc),
+            report::num(row.cell.insertion_auc),
+            report::num(dissim.and_then(|c| c.deletion_auc)),
+            report::num(dissim.and_then(|c| c.insertion_auc)),
+            fmt(cost.map(|c| c.2), 3),
+            fmt(cost.map(|c| c.3), 0),
+            fmt(cost.map(|c| c.4), 0),
+        );
+    }
+    s
+}
+
 fn cost_csv(t: &Timings) -> String {
     let mut s = String::from("method,explanations,seconds_per_explanation,forward_images,backward_rows,curve_seconds_per_pair\n");
     for (key, n, secs, fwd, bwd, curves) in cost_rows(t) {
@@ -636,6 +679,28 @@ mod tests {
         let mut lost = shard_dir(2, 2);
         lost.records.records.pop();
         assert!(merge_records(&[shard_dir(1, 2), lost]).is_err());
+    }
+
+    #[test]
+    fn summary_joins_both_tables_with_the_cost_of_each_method() {
+        let mut r = records(Shard::WHOLE);
+        let probe = config::probe_only_name("fggb");
+        for p in &mut r.records {
+            let curves = p.models[0].methods["fggb"].clone();
+            p.models[0].methods.insert(probe.clone(), curves);
+        }
+        r.methods.push(probe);
+        let res = report::build(&r).expect("tables");
+        let mut t = Timings::default();
+        t.explain_s.insert("toy/fggb".into(), 30.0);
+        t.explanations.insert("toy/fggb".into(), 6);
+        t.forward_images.insert("toy/fggb".into(), 12);
+        t.backward_rows.insert("toy/fggb".into(), 48);
+        let s = summary_table(&res, &t);
+        assert!(s.contains("| fggb | 75.00 | 75.00 | 25.00 | 25.00 | 5.000 | 2 | 8 |"), "{s}");
+        assert!(s.contains("| fggb (probe only) | 75.00 | 75.00 | 25.00 | 25.00 | 5.000 | 2 | 8 |"), "{s}");
+        let s = summary_table(&res, &Timings::default());
+        assert!(s.contains("| fggb | 75.00 | 75.00 | 25.00 | 25.00 | n/a | n/a | n/a |"), "{s}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
         "curves.csv",
         "cost.md",
         "cost.csv",
+        "summary.md",
     ] {
         assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
     }

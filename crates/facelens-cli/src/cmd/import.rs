@@ -19,7 +19,7 @@ pub struct OnnxArgs {
     /// Output .safetensors path (written atomically).
     #[arg(long)]
     pub out: PathBuf,
-    /// Architecture the graph holds: a zoo name (w600k_mbf) or `scrfd` (the face detector).
+    /// Architecture the graph holds: a zoo name (w600k_mbf, sface) or `scrfd` (the face detector).
     #[arg(long, default_value = zoo::DEFAULT_MODEL)]
     pub arch: String,
     /// Refuse the file unless its sha256 equals this.

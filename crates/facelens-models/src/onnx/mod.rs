@@ -70,14 +70,49 @@ impl OnnxGraph {
                 }
             }
         }
-        Ok(Self { path: path.to_path_buf(), nodes: graph.node, initializers, opset })
+        let mut graph = Self { path: path.to_path_buf(), nodes: graph.node, initializers, opset };
+        graph.fold_weight_quantisation().map_err(corrupt)?;
+        Ok(graph)
     }
 
-    /// Nodes that carry weights, in graph order, with their initializer inputs.
+    /// Replaces `DequantizeLinear` (and a following `Reshape`) of stored weights by the float
+    /// tensors they compute, so weight-only quantised graphs (int8 with per-axis or blocked
+    /// scales, as the OpenCV zoo ships) import like float ones. Nodes reading activations are
+    /// left alone.
+    fn fold_weight_quantisation(&mut self) -> std::result::Result<(), String> {
+        let mut kept = Vec::with_capacity(self.nodes.len());
+        for node in std::mem::take(&mut self.nodes) {
+            let constant = |i: usize| node.input.get(i).and_then(|n| self.initializers.get(n));
+            let folded = match node.op_type.as_str() {
+                "DequantizeLinear" => match (constant(0), constant(1)) {
+                    (Some(x), Some(scale)) => Some(dequantize(&node, x, scale, constant(2))?),
+                    _ => None,
+                },
+                "Reshape" => match (constant(0), constant(1)) {
+                    (Some(x), Some(shape)) => Some(reshape(x, shape)?),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match (folded, node.output.first()) {
+                (Some(mut init), Some(out)) => {
+                    init.name = out.clone();
+                    self.initializers.insert(out.clone(), init);
+                }
+                _ => kept.push(node),
+            }
+        }
+        self.nodes = kept;
+        Ok(())
+    }
+
+    /// Nodes that carry weights (ops with parameters, see [`param_suffixes`]), in graph order,
+    /// with their initializer inputs. Constants of other ops (input scaling, dropout ratios)
+    /// are not parameters.
     pub fn parameter_nodes(&self) -> Vec<(&NodeProto, Vec<&Initializer>)> {
         self.nodes
             .iter()
-            .filter(|n| n.op_type != "Constant")
+            .filter(|n| param_suffixes(&n.op_type).is_some())
             .filter_map(|n| {
                 let inits: Vec<&Initializer> =
                     n.input.iter().skip(1).filter_map(|i| self.initializers.get(i)).collect();
@@ -98,6 +133,93 @@ pub fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
 
 pub fn attr_ints(node: &NodeProto, name: &str) -> Vec<i64> {
     attr(node, name).map(|a| a.ints.clone()).unwrap_or_default()
+}
+
+/// `DequantizeLinear` on constants: `y = (x - zero_point) * scale`, with a scalar scale, one
+/// scale per slice along `axis`, or (opset 21) one per `block_size` elements along `axis`.
+fn dequantize(
+    node: &NodeProto,
+    x: &Initializer,
+    scale: &Initializer,
+    zero_point: Option<&Initializer>,
+) -> std::result::Result<Initializer, String> {
+    let what = |r: String| format!("DequantizeLinear `{}`: {r}", node.name);
+    let rank = x.dims.len() as i64;
+    let axis = attr_i(node, "axis", 1);
+    let axis = if axis < 0 { axis + rank } else { axis };
+    let block = attr_i(node, "block_size", 0);
+    // Index of the scale that applies to element `i` of `x`.
+    let dims = &x.dims;
+    let scale_index: Box<dyn Fn(usize) -> usize> = if scale.data.len() == 1 {
+        Box::new(|_| 0)
+    } else {
+        if !(0..rank).contains(&axis) {
+            return Err(what(format!("axis {axis} out of range for rank {rank}")));
+        }
+        let a = axis as usize;
+        let inner: usize = dims[a + 1..].iter().product();
+        if block > 0 {
+            let b = block as usize;
+            let mut want = dims.clone();
+            want[a] = dims[a].div_ceil(b);
+            if scale.dims != want {
+                return Err(what(format!("scales {:?} do not match data {:?} with block_size {b}", scale.dims, dims)));
+            }
+            let (n_axis, n_blocks) = (dims[a], want[a]);
+            Box::new(move |i| {
+                let (outer, rest) = (i / (n_axis * inner), i % (n_axis * inner));
+                let (k, j) = (rest / inner, rest % inner);
+                (outer * n_blocks + k / b) * inner + j
+            })
+        } else {
+            if scale.data.len() != dims[a] {
+                return Err(what(format!("{} scales for axis {a} of length {}", scale.data.len(), dims[a])));
+            }
+            let n_axis = dims[a];
+            Box::new(move |i| (i / inner) % n_axis)
+        }
+    };
+    if let Some(z) = zero_point {
+        if z.data.len() != scale.data.len() {
+            return Err(what(format!("{} zero points for {} scales", z.data.len(), scale.data.len())));
+        }
+    }
+    let data = (0..x.data.len())
+        .map(|i| {
+            let s = scale_index(i);
+            (x.data[i] - zero_point.map_or(0.0, |z| z.data[s])) * scale.data[s]
+        })
+        .collect();
+    Ok(Initializer { name: String::new(), dims: x.dims.clone(), data })
+}
+
+/// `Reshape` on a constant, with ONNX's `0` (keep) and `-1` (infer) entries.
+fn reshape(x: &Initializer, shape: &Initializer) -> std::result::Result<Initializer, String> {
+    let numel = x.data.len();
+    let mut dims = Vec::with_capacity(shape.data.len());
+    let mut infer = None;
+    for (i, &d) in shape.data.iter().enumerate() {
+        match d as i64 {
+            0 => dims.push(*x.dims.get(i).ok_or("Reshape: 0 past the input's rank")?),
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                dims.push(1);
+            }
+            d if d > 0 => dims.push(d as usize),
+            d => return Err(format!("Reshape: bad dimension {d}")),
+        }
+    }
+    let known: usize = dims.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || (numel / known) * known != numel {
+            return Err(format!("Reshape: cannot infer -1 for {numel} values into {:?}", shape.data));
+        }
+        dims[i] = numel / known;
+    }
+    if dims.iter().product::<usize>() != numel {
+        return Err(format!("Reshape: {:?} does not hold {numel} values", dims));
+    }
+    Ok(Initializer { name: String::new(), dims, data: x.data.clone() })
 }
 
 fn decode_tensor(t: &TensorProto) -> std::result::Result<Initializer, String> {
@@ -136,6 +258,10 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Initializer, String> {
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
             .collect(),
         data_type::INT32 => t.int32_data.iter().map(|&v| v as f32).collect(),
+        data_type::INT8 if !t.raw_data.is_empty() => t.raw_data.iter().map(|&b| b as i8 as f32).collect(),
+        data_type::UINT8 if !t.raw_data.is_empty() => t.raw_data.iter().map(|&b| b as f32).collect(),
+        // 8-bit values travel in int32_data when there is no raw_data.
+        data_type::INT8 | data_type::UINT8 => t.int32_data.iter().map(|&v| v as f32).collect(),
         data_type::FLOAT16 if !t.raw_data.is_empty() => t
             .raw_data
             .chunks_exact(2)
@@ -236,4 +362,52 @@ fn squeeze_to(dims: &[usize], rank: usize) -> Vec<usize> {
         d.pop();
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::AttributeProto;
+
+    fn init(dims: &[usize], data: &[f32]) -> Initializer {
+        Initializer { name: String::new(), dims: dims.to_vec(), data: data.to_vec() }
+    }
+
+    fn node(attrs: &[(&str, i64)]) -> NodeProto {
+        NodeProto {
+            name: "dq".into(),
+            op_type: "DequantizeLinear".into(),
+            attribute: attrs.iter().map(|(n, i)| AttributeProto { name: n.to_string(), i: *i, ..Default::default() }).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn blocked_dequantisation_uses_one_scale_per_block_along_the_axis() {
+        // 2 x 5 int8 weights, blocks of 2 along axis 1 -> scales of shape 2 x 3.
+        let x = init(&[2, 5], &[1., 2., 3., 4., 5., -1., -2., -3., -4., -5.]);
+        let scale = init(&[2, 3], &[1., 10., 100., 0.5, 0.25, 2.]);
+        let zero = init(&[2, 3], &[0., 1., 0., 1., 0., -1.]);
+        let y = dequantize(&node(&[("axis", 1), ("block_size", 2)]), &x, &scale, Some(&zero)).expect("dq");
+        assert_eq!(y.data, vec![1., 2., 20., 30., 500., -1., -1.5, -0.75, -1., -8.]);
+        assert_eq!(y.dims, vec![2, 5]);
+        let bad = init(&[2, 2], &[1.; 4]);
+        assert!(dequantize(&node(&[("axis", 1), ("block_size", 2)]), &x, &bad, None).unwrap_err().contains("block_size"));
+    }
+
+    #[test]
+    fn per_axis_and_scalar_dequantisation() {
+        let x = init(&[2, 2, 2], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+        let per_axis = dequantize(&node(&[("axis", 1)]), &x, &init(&[2], &[1., 10.]), None).expect("dq");
+        assert_eq!(per_axis.data, vec![1., 2., 30., 40., 5., 6., 70., 80.]);
+        let scalar = dequantize(&node(&[]), &x, &init(&[], &[0.5]), Some(&init(&[], &[1.]))).expect("dq");
+        assert_eq!(scalar.data, vec![0., 0.5, 1., 1.5, 2., 2.5, 3., 3.5]);
+    }
+
+    #[test]
+    fn constant_reshape_keeps_and_infers_dimensions() {
+        let x = init(&[4, 6], &[0.; 24]);
+        assert_eq!(reshape(&x, &init(&[3], &[0., -1., 3.])).expect("reshape").dims, vec![4, 2, 3]);
+        assert!(reshape(&x, &init(&[2], &[5., -1.])).is_err());
+    }
 }

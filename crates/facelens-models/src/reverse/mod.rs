@@ -10,6 +10,7 @@
 mod iresnet;
 mod kernels;
 mod mbf;
+mod sface;
 
 pub use kernels::{matmul, ConvGeom, Workspace};
 
@@ -143,6 +144,7 @@ impl Net {
         match b {
             crate::Backbone::MobileFaceNet(m) => Net::from_mobilefacenet(m),
             crate::Backbone::IResNet(m) => Net::from_iresnet(m),
+            crate::Backbone::SFace(m) => Net::from_sface(m),
         }
     }
 
