@@ -19,17 +19,7 @@ impl Net {
         }
         let x = affine(&mut net, &m.bn2, x)?;
         // fc then the eval-mode BatchNorm1d `features` fold into one dense layer.
-        let w = values(m.fc.weight())?;
-        let b = match m.fc.bias() {
-            Some(b) => values(b)?,
-            None => vec![0.0; m.config.num_features],
-        };
-        let (scale, shift) = (values(&m.features.scale)?, values(&m.features.shift)?);
-        let out = m.config.num_features;
-        let d = w.len() / out;
-        let weight = (0..out * d).map(|i| w[i] * scale[i / d]).collect();
-        let bias = (0..out).map(|o| b[o] * scale[o] + shift[o]).collect();
-        net.push(Op::Dense { input: x, weight, bias, out });
+        net.push_dense_affine(&m.fc, &values(&m.features.scale)?, &values(&m.features.shift)?, x)?;
         Ok(net)
     }
 }

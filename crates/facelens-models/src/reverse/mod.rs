@@ -57,6 +57,29 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Appends a `Linear` layer followed by an eval-mode BatchNorm1d, given as per-output
+    /// `scale` and `shift`, folded into one dense op reading buffer `x`.
+    pub(crate) fn push_dense_affine(
+        &mut self,
+        linear: &candle_nn::Linear,
+        scale: &[f32],
+        shift: &[f32],
+        x: usize,
+    ) -> candle_core::Result<usize> {
+        let out = scale.len();
+        let w = tensor_values(linear.weight())?;
+        let b = match linear.bias() {
+            Some(b) => tensor_values(b)?,
+            None => vec![0.0; out],
+        };
+        let d = w.len() / out;
+        let weight = (0..out * d).map(|i| w[i] * scale[i / d]).collect();
+        let bias = (0..out).map(|o| b[o] * scale[o] + shift[o]).collect();
+        Ok(self.push(Op::Dense { input: x, weight, bias, out }))
+    }
+}
+
 /// Shape of a buffer for one image: channels and spatial size (`h = w = 1` for vectors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufShape {

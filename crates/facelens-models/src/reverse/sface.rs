@@ -19,17 +19,7 @@ impl Net {
         }
         x = affine(&mut net, &m.bn1, x)?;
         // pre_fc1 then the eval-mode BatchNorm1d `fc1` fold into one dense layer.
-        let w = values(m.pre_fc1.weight())?;
-        let b = match m.pre_fc1.bias() {
-            Some(b) => values(b)?,
-            None => vec![0.0; m.config.num_features],
-        };
-        let (scale, shift) = (values(&m.fc1.scale)?, values(&m.fc1.shift)?);
-        let out = m.config.num_features;
-        let d = w.len() / out;
-        let weight = (0..out * d).map(|i| w[i] * scale[i / d]).collect();
-        let bias = (0..out).map(|o| b[o] * scale[o] + shift[o]).collect();
-        net.push(Op::Dense { input: x, weight, bias, out });
+        net.push_dense_affine(&m.pre_fc1, &values(&m.fc1.scale)?, &values(&m.fc1.shift)?, x)?;
         Ok(net)
     }
 }
