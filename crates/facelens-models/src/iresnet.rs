@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, PReLU, VarBuilder};
+use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Linear, PReLU, VarBuilder};
 
 use crate::error::ModelError;
 use crate::mobilefacenet::ConvLayer;
@@ -175,11 +175,7 @@ impl Module for FrozenBatchNorm {
 }
 
 fn conv(in_c: usize, out_c: usize, kernel: usize, stride: usize, vb: VarBuilder) -> Result<ConvLayer> {
-    let padding = kernel / 2;
-    let weight = vb.get((out_c, in_c, kernel, kernel), "weight")?;
-    let cfg = Conv2dConfig { stride, padding, ..Default::default() };
-    let conv = Conv2d::new(weight, None, cfg);
-    Ok(ConvLayer { conv, in_channels: in_c, out_channels: out_c, kernel, stride, padding, groups: 1 })
+    ConvLayer::without_bias(in_c, out_c, kernel, stride, kernel / 2, 1, vb)
 }
 
 /// The residual path's partner in an [`IBasicBlock`].

@@ -46,10 +46,6 @@ impl Config {
     fn final_size(&self) -> usize {
         self.blocks.iter().fold(self.input_size, |s, &(_, stride)| s.div_ceil(stride))
     }
-
-    fn final_channels(&self) -> usize {
-        self.blocks.last().map_or(self.stem_channels, |b| b.0)
-    }
 }
 
 /// Convolution (no bias) -> BatchNorm -> PReLU, named `{name}_conv2d`, `{name}_batchnorm`,
@@ -107,7 +103,7 @@ impl SFace {
         }
         let bn1 = FrozenBatchNorm::with_eps(c, HEAD_BN_EPS, vb.pp("bn1"))?;
         let s = config.final_size();
-        let pre_fc1 = linear(config.final_channels() * s * s, config.num_features, vb.pp("pre_fc1"))?;
+        let pre_fc1 = linear(c * s * s, config.num_features, vb.pp("pre_fc1"))?;
         let fc1 = FrozenBatchNorm::with_eps(config.num_features, HEAD_BN_EPS, vb.pp("fc1"))?;
         Ok(Self { layers, bn1, pre_fc1, fc1, config: config.clone() })
     }

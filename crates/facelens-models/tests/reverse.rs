@@ -174,32 +174,38 @@ fn tiny_iresnet(flavour: facelens_models::iresnet::Flavour, seed: u64) -> facele
     IResNet::new(&cfg, vb).unwrap()
 }
 
+/// The lowered `net` of candle module `m` agrees with it on one image (`image_seed`): the
+/// forward output, and three Jacobian rows (seeds from `seed_base`) against candle autograd.
+fn check_lowering(what: &str, m: &impl Module, net: &Net, image_seed: u64, seed_base: u64) {
+    let s = net.input.h;
+    let x = image(image_seed, s);
+    let theirs: Vec<f32> = m
+        .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &Device::Cpu).unwrap())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let tape = net.tape(&x);
+    let err = max_rel(tape.output(), &theirs);
+    assert!(err < 1e-4, "{what}: forward relative error {err}");
+    let d = net.output_dim();
+    let seeds: Vec<Vec<f32>> = (0..3).map(|k| image(seed_base + k, 16)[..d].to_vec()).collect();
+    let flat: Vec<f32> = seeds.iter().flatten().copied().collect();
+    let ours = net.vjp(&tape, &flat, seeds.len());
+    for (k, r) in autograd_rows(m, &x, s, &seeds).iter().enumerate() {
+        let err = max_rel(&ours[k * r.len()..(k + 1) * r.len()], r);
+        assert!(err < 1e-4, "{what} row {k}: relative error {err} against candle autograd");
+    }
+}
+
 #[test]
 fn iresnet_lowering_matches_candle_forward_and_autograd() {
     use facelens_models::iresnet::Flavour;
     for (i, flavour) in [Flavour::ArcFace, Flavour::AdaFace].into_iter().enumerate() {
         let m = tiny_iresnet(flavour, 20 + i as u64);
         let net = Net::from_iresnet(&m).unwrap();
-        let s = m.config.input_size;
-        let x = image(30 + i as u64, s);
-        let theirs: Vec<f32> = m
-            .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &Device::Cpu).unwrap())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let tape = net.tape(&x);
-        let err = max_rel(tape.output(), &theirs);
-        assert!(err < 1e-4, "{flavour:?}: forward relative error {err}");
-        let d = net.output_dim();
-        let seeds: Vec<Vec<f32>> = (0..3).map(|k| image(200 + k, 16)[..d].to_vec()).collect();
-        let flat: Vec<f32> = seeds.iter().flatten().copied().collect();
-        let ours = net.vjp(&tape, &flat, seeds.len());
-        for (k, r) in autograd_rows(&m, &x, s, &seeds).iter().enumerate() {
-            let err = max_rel(&ours[k * r.len()..(k + 1) * r.len()], r);
-            assert!(err < 1e-4, "{flavour:?} row {k}: relative error {err} against candle autograd");
-        }
+        check_lowering(&format!("{flavour:?}"), &m, &net, 30 + i as u64, 200);
     }
 }
 
@@ -214,25 +220,6 @@ fn sface_lowering_matches_candle_forward_and_autograd() {
     facelens_models::weights::fill_deterministic(&map, 40).unwrap();
     let m = SFace::new(&SfConfig::tiny(), vb).unwrap();
     let net = Net::from_sface(&m).unwrap();
-    let s = m.config.input_size;
-    let x = image(41, s);
-    let theirs: Vec<f32> = m
-        .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &Device::Cpu).unwrap())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let tape = net.tape(&x);
-    let err = max_rel(tape.output(), &theirs);
-    assert!(err < 1e-4, "forward relative error {err}");
-    let d = net.output_dim();
-    assert_eq!(d, m.config.num_features);
-    let seeds: Vec<Vec<f32>> = (0..3).map(|k| image(300 + k, 16)[..d].to_vec()).collect();
-    let flat: Vec<f32> = seeds.iter().flatten().copied().collect();
-    let ours = net.vjp(&tape, &flat, seeds.len());
-    for (k, r) in autograd_rows(&m, &x, s, &seeds).iter().enumerate() {
-        let err = max_rel(&ours[k * r.len()..(k + 1) * r.len()], r);
-        assert!(err < 1e-4, "row {k}: relative error {err} against candle autograd");
-    }
+    assert_eq!(net.output_dim(), m.config.num_features);
+    check_lowering("sface", &m, &net, 41, 300);
 }

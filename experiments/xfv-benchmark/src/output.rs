@@ -475,8 +475,8 @@ pub fn summary_table(r: &Results, t: &Timings) -> String {
          | Method | Sim. Deletion | Sim. Insertion | Dissim. Deletion | Dissim. Insertion | s / explanation | forward images | backward rows |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
         r.table1.threshold,
-        r.table1.rows.iter().map(|row| row.cell.pairs).max().unwrap_or(0),
-        r.table2.rows.iter().map(|row| row.cell.pairs).max().unwrap_or(0),
+        r.table1.pairs(),
+        r.table2.pairs(),
     );
     let costs = cost_rows(t);
     for row in &r.table1.rows {

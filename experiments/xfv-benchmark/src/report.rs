@@ -238,13 +238,18 @@ pub fn csv_num(v: Option<f64>) -> String {
 }
 
 impl MethodTable {
+    /// Pairs the table scores (its widest row).
+    pub fn pairs(&self) -> usize {
+        self.rows.iter().map(|r| r.cell.pairs).max().unwrap_or(0)
+    }
+
     /// "Table I: similarity maps" and what they are scored on.
     pub fn title_parts(&self, number: &str) -> (String, String) {
         let (what, pairs) = match self.kind {
             MapKind::Similarity => ("similarity maps", "genuine pairs accepted"),
             MapKind::Dissimilarity => ("dissimilarity maps", "impostor pairs rejected"),
         };
-        let n = self.rows.iter().map(|r| r.cell.pairs).max().unwrap_or(0);
+        let n = self.pairs();
         (
             format!("Table {number}: {what}"),
             format!(

@@ -4,7 +4,7 @@ use candle_core::Result;
 
 use super::tensor_values as values;
 use super::{BufShape, ConvGeom, Net, Op};
-use crate::iresnet::{FrozenBatchNorm, IBasicBlock, IResNet, Shortcut};
+use crate::iresnet::{IBasicBlock, IResNet, Shortcut};
 use crate::mobilefacenet::ConvLayer;
 
 impl Net {
@@ -12,14 +12,14 @@ impl Net {
         let s = m.config.input_size;
         let mut net = Net::new(BufShape { c: 3, h: s, w: s });
         let x = conv(&mut net, &m.conv1, 0)?;
-        let x = affine(&mut net, &m.bn1, x)?;
+        let x = net.push_bn(&m.bn1, x)?;
         let mut x = net.push(Op::PRelu { input: x, slope: values(m.prelu.weight())? });
         for block in m.stages.iter().flatten() {
             x = basic_block(&mut net, block, x)?;
         }
-        let x = affine(&mut net, &m.bn2, x)?;
+        let x = net.push_bn(&m.bn2, x)?;
         // fc then the eval-mode BatchNorm1d `features` fold into one dense layer.
-        net.push_dense_affine(&m.fc, &values(&m.features.scale)?, &values(&m.features.shift)?, x)?;
+        net.push_linear_bn(&m.fc, &m.features, x)?;
         Ok(net)
     }
 }
@@ -28,17 +28,13 @@ fn conv(net: &mut Net, c: &ConvLayer, x: usize) -> Result<usize> {
     net.push_conv(c, x)
 }
 
-fn affine(net: &mut Net, bn: &FrozenBatchNorm, x: usize) -> Result<usize> {
-    Ok(net.push(Op::Affine { input: x, scale: values(&bn.scale)?, shift: values(&bn.shift)? }))
-}
-
 fn basic_block(net: &mut Net, b: &IBasicBlock, x: usize) -> Result<usize> {
-    let y = affine(net, &b.bn1, x)?;
+    let y = net.push_bn(&b.bn1, x)?;
     let y = conv(net, &b.conv1, y)?;
-    let y = affine(net, &b.bn2, y)?;
+    let y = net.push_bn(&b.bn2, y)?;
     let y = net.push(Op::PRelu { input: y, slope: values(b.prelu.weight())? });
     let y = conv(net, &b.conv2, y)?;
-    let y = affine(net, &b.bn3, y)?;
+    let y = net.push_bn(&b.bn3, y)?;
     let skip = match &b.shortcut {
         Shortcut::Identity => x,
         Shortcut::Subsample(stride) => {
@@ -49,7 +45,7 @@ fn basic_block(net: &mut Net, b: &IBasicBlock, x: usize) -> Result<usize> {
         }
         Shortcut::Projection(c, bn) => {
             let s = conv(net, c, x)?;
-            affine(net, bn, s)?
+            net.push_bn(bn, s)?
         }
     };
     Ok(net.push(Op::Add { a: y, b: skip }))

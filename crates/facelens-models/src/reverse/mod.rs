@@ -17,6 +17,8 @@ pub use kernels::{matmul, ConvGeom, Workspace};
 
 use rayon::prelude::*;
 
+use crate::iresnet::FrozenBatchNorm;
+
 /// One operation of the inference graph. Buffers are numbered; buffer 0 is the input.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -58,15 +60,20 @@ impl Net {
 }
 
 impl Net {
-    /// Appends a `Linear` layer followed by an eval-mode BatchNorm1d, given as per-output
-    /// `scale` and `shift`, folded into one dense op reading buffer `x`.
-    pub(crate) fn push_dense_affine(
+    /// Appends an eval-mode BatchNorm (per-channel scale and shift) reading buffer `x`.
+    pub(crate) fn push_bn(&mut self, bn: &FrozenBatchNorm, x: usize) -> candle_core::Result<usize> {
+        Ok(self.push(Op::Affine { input: x, scale: tensor_values(&bn.scale)?, shift: tensor_values(&bn.shift)? }))
+    }
+
+    /// Appends a `Linear` layer and the eval-mode BatchNorm1d after it, folded into one dense
+    /// op reading buffer `x`.
+    pub(crate) fn push_linear_bn(
         &mut self,
         linear: &candle_nn::Linear,
-        scale: &[f32],
-        shift: &[f32],
+        bn: &FrozenBatchNorm,
         x: usize,
     ) -> candle_core::Result<usize> {
+        let (scale, shift) = (tensor_values(&bn.scale)?, tensor_values(&bn.shift)?);
         let out = scale.len();
         let w = tensor_values(linear.weight())?;
         let b = match linear.bias() {
