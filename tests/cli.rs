@@ -229,17 +229,18 @@ fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
 fn eval_xfv_scores_a_seeded_random_subset() {
     let ck = need_data!();
     let lfw_dir = shared().unwrap().join("data/lfw");
-    let run = || {
-        facelens(
-            &ck,
-            &[
-                "eval", "xfv", "--method", "random", "--limit", "2", "--json",
-                "--pairs", lfw_dir.join("pairs.txt").to_str().unwrap(),
-                "--images", lfw_dir.join("images").to_str().unwrap(),
-                "--landmarks", &landmarks(),
-            ],
-        )
+    let (pairs, images, lm) = (lfw_dir.join("pairs.txt"), lfw_dir.join("images"), landmarks());
+    let run_with = |extra: &[&str]| {
+        let mut args = vec![
+            "eval", "xfv", "--method", "random", "--limit", "2", "--json",
+            "--pairs", pairs.to_str().unwrap(),
+            "--images", images.to_str().unwrap(),
+            "--landmarks", lm.as_str(),
+        ];
+        args.extend(extra);
+        facelens(&ck, &args)
     };
+    let run = || run_with(&[]);
     let o = run();
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -260,6 +261,11 @@ fn eval_xfv_scores_a_seeded_random_subset() {
     }
     // The draw is seeded: the same command scores the same pairs to the same numbers.
     assert_eq!(run().stdout, o.stdout);
+    // The fill reaches the protocol: grey instead of black removes other information.
+    let grey = run_with(&["--fill", "0"]);
+    assert!(grey.status.success(), "{}", stderr(&grey));
+    assert_ne!(grey.stdout, o.stdout, "--fill 0 scores like --fill black");
+    assert_eq!(run_with(&["--fill", "black"]).stdout, o.stdout, "black is the default");
 }
 
 #[test]
@@ -277,6 +283,11 @@ fn eval_xfv_names_a_missing_pair_list_and_an_unknown_method() {
     let o = run(args("nonsense"));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nonsense") && stderr(&o).contains("fggb"), "{}", stderr(&o));
+    let mut bad_fill: Vec<String> = args("random").to_vec();
+    bad_fill.extend(["--fill".to_string(), "grey".to_string()]);
+    let o = facelens(dir.path(), &bad_fill.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "usage error");
+    assert!(stderr(&o).contains("grey") && stderr(&o).contains("black"), "{}", stderr(&o));
 }
 
 /// The full LFW View-2 protocol (6,000 pairs) must reproduce the reference accuracy of

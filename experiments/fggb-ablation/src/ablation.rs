@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
+use facelens_eval::deletion::{Perturb, Protocol};
 use facelens_saliency::FacePair;
 use serde::{Deserialize, Serialize};
 use xfv_benchmark::bench::{method_curves, Bench, ModelPairRecord, PairRecord, Prepared, Records};
+use xfv_benchmark::config::probe_only_name;
 use xfv_benchmark::Progress;
 
 use crate::config::{Config, Tau, EXPERIMENT};
@@ -139,7 +141,7 @@ impl Ablation {
             shard: xfv_benchmark::Shard::WHOLE,
             selected: selection.len(),
             models: vec![bb.info.clone()],
-            methods: self.config.variant_names(),
+            methods: self.config.row_names(),
             steps: self.bench.steps().to_vec(),
             perturb: self.config.protocol.perturb,
             records,
@@ -170,12 +172,22 @@ impl Ablation {
             timings.maps_s += t0.elapsed().as_secs_f64();
             timings.explained_pairs += 1;
             let protocol = self.bench.protocol(bb);
+            let probe = Protocol {
+                perturb: Perturb::Probe,
+                ..protocol
+            };
             for (variant, m) in self.config.variants.iter().zip(&maps) {
-                let t1 = Instant::now();
-                let curves = method_curves(engine, &protocol, &a, &b, m, kind, genuine)?;
-                *timings.curves_s.entry(variant.name.clone()).or_default() +=
-                    t1.elapsed().as_secs_f64();
-                methods.insert(variant.name.clone(), curves);
+                let mut rows = vec![(variant.name.clone(), &protocol)];
+                if self.config.also_probe() {
+                    rows.push((probe_only_name(&variant.name), &probe));
+                }
+                for (row, p) in rows {
+                    let t1 = Instant::now();
+                    let curves = method_curves(engine, p, &a, &b, m, kind, genuine)?;
+                    *timings.curves_s.entry(row.clone()).or_default() +=
+                        t1.elapsed().as_secs_f64();
+                    methods.insert(row, curves);
+                }
             }
         }
         Ok(ModelPairRecord {

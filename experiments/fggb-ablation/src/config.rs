@@ -9,9 +9,10 @@ use anyhow::{bail, Result};
 use facelens_saliency::reduce::ChannelReduction;
 use facelens_saliency::FggbConfig;
 use serde::{Deserialize, Serialize};
+use facelens_eval::deletion::Perturb;
 use xfv_benchmark::config::{
-    Config as BenchConfig, DataConfig, ModelEntry, OutputConfig, ProtocolConfig, SubsetConfig,
-    Threshold,
+    probe_only_name, Config as BenchConfig, DataConfig, ModelEntry, OutputConfig, ProtocolConfig,
+    SubsetConfig, Threshold,
 };
 
 /// Name of the experiment: the folder under `--out` and the run-directory prefix.
@@ -142,6 +143,21 @@ impl Config {
     pub fn variant_names(&self) -> Vec<String> {
         self.variants.iter().map(|v| v.name.clone()).collect()
     }
+
+    /// Whether every variant also gets probe-only curves (`protocol.also_probe` with both
+    /// images perturbed), as the benchmark's extra rows do.
+    pub fn also_probe(&self) -> bool {
+        self.protocol.also_probe && self.protocol.perturb == Perturb::Both
+    }
+
+    /// Table rows: the variants, then their probe-only rows when [`Config::also_probe`] is on.
+    pub fn row_names(&self) -> Vec<String> {
+        let mut names = self.variant_names();
+        if self.also_probe() {
+            names.extend(self.variants.iter().map(|v| probe_only_name(&v.name)));
+        }
+        names
+    }
 }
 
 #[cfg(test)]
@@ -204,9 +220,11 @@ mod tests {
             "same pairs as the benchmark's subset"
         );
         assert_eq!(bench.data, xfv_subset.data);
-        // The same curves; the benchmark's extra probe-only rows have no counterpart here.
-        let curves = |p: &xfv_benchmark::config::ProtocolConfig| xfv_benchmark::config::ProtocolConfig { also_probe: false, ..p.clone() };
-        assert_eq!(curves(&bench.protocol), curves(&xfv_subset.protocol));
+        // The same curves, probe-only rows included.
+        assert_eq!(bench.protocol, xfv_subset.protocol);
+        assert!(lfw.also_probe());
+        assert_eq!(lfw.row_names().len(), 2 * lfw.variants.len());
+        assert!(!load(CI).also_probe());
     }
 
     #[test]

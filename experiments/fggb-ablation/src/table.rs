@@ -9,14 +9,17 @@ use facelens_eval::deletion::Perturb;
 use facelens_saliency::reduce::ChannelReduction;
 use serde::{Deserialize, Serialize};
 use xfv_benchmark::bench::Records;
+use xfv_benchmark::config::probe_only_name;
 use xfv_benchmark::report::{self, csv_num, num, Cell};
 
 use crate::ablation::{Thresholds, Timings};
 use crate::config::{Tau, Variant};
 
-/// One variant's line.
+/// One variant's line (or its probe-only line).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
+    /// The variant's name, or `<variant> (probe only)` for its curves with only the probe
+    /// perturbed.
     pub variant: String,
     pub normalised_embedding: bool,
     pub channel_reduction: ChannelReduction,
@@ -57,9 +60,10 @@ pub struct Table {
     pub summary: serde_json::Value,
 }
 
-/// The table from complete records (methods = variant names, in `variants` order). Cells come from
-/// the benchmark's report: a variant's similarity cell is its Table I row, its dissimilarity cell
-/// its Table II row.
+/// The table from complete records (methods = the variant names in `variants` order, then, when
+/// the run traced them, their probe-only rows `<variant> (probe only)`). Cells come from the
+/// benchmark's report: a row's similarity cell is its Table I row, its dissimilarity cell its
+/// Table II row.
 pub fn build(
     records: &Records,
     variants: &[Variant],
@@ -68,26 +72,29 @@ pub fn build(
 ) -> Result<Table> {
     let report = report::build(records)?;
     let cells = report.table1.rows.iter().zip(&report.table2.rows);
-    if report.table1.rows.len() != variants.len() {
+    let n = report.table1.rows.len();
+    if n != variants.len() && n != 2 * variants.len() {
         bail!(
-            "the records hold {} methods for {} variants",
-            report.table1.rows.len(),
+            "the records hold {n} methods for {} variants",
             variants.len()
         );
     }
-    let rows = variants
+    let expected = variants
         .iter()
-        .zip(cells)
-        .map(|(v, (sim, dis))| {
-            if sim.method != v.name {
+        .map(|v| v.name.clone())
+        .chain(variants.iter().map(|v| probe_only_name(&v.name)));
+    let rows = cells
+        .zip(expected)
+        .zip(variants.iter().cycle())
+        .map(|(((sim, dis), name), v)| {
+            if sim.method != name {
                 bail!(
-                    "the records list `{}` where variant `{}` was expected",
-                    sim.method,
-                    v.name
+                    "the records list `{}` where `{name}` was expected",
+                    sim.method
                 );
             }
             Ok(Row {
-                variant: v.name.clone(),
+                variant: name.clone(),
                 normalised_embedding: v.normalised_embedding,
                 channel_reduction: v.channel_reduction,
                 per_dimension_norm: v.per_dimension_norm,
@@ -96,7 +103,7 @@ pub fn build(
                 tau_value: thresholds.get(v.tau),
                 similarity: sim.cell.clone(),
                 dissimilarity: dis.cell.clone(),
-                seconds_per_pair: timings.seconds_per_pair(&v.name),
+                seconds_per_pair: timings.seconds_per_pair(&name),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -104,7 +111,8 @@ pub fn build(
     let counts = &report.pairs.per_model[0];
     let summary = serde_json::json!({
         "pairs": counts.similarity + counts.dissimilarity,
-        "variants": rows.len(),
+        "variants": variants.len(),
+        "rows": rows.len(),
         "maps_s_per_pair": timings.maps_s_per_pair(),
     });
     Ok(Table {
@@ -357,5 +365,37 @@ pub(crate) mod tests {
             lines[2],
             "raw,false,mean-abs,true,false,eer,0.4,2,100,100,1,100,100,2.5"
         );
+    }
+
+    #[test]
+    fn probe_only_rows_follow_the_variants_with_their_switches() {
+        let mut recs = records();
+        let probe = |v: &str| probe_only_name(v);
+        recs.methods.extend(["spec", "raw"].map(probe));
+        for r in &mut recs.records {
+            let m = &mut r.models[0].methods;
+            if let Some(raw) = m.get("raw").cloned() {
+                // Probe-only: `spec` keeps every decision, `raw` flips them.
+                let spec = m["spec"].clone();
+                m.insert(probe("spec"), raw);
+                m.insert(probe("raw"), spec);
+            }
+        }
+        let t = build(&recs, &variants(), THRESHOLDS, &timings()).expect("table");
+        let names: Vec<&str> = t.rows.iter().map(|r| r.variant.as_str()).collect();
+        assert_eq!(names, ["spec", "raw", "spec (probe only)", "raw (probe only)"]);
+        let (spec_p, raw_p) = (&t.rows[2], &t.rows[3]);
+        assert_eq!(spec_p.similarity.deletion_auc, Some(100.0));
+        assert_eq!(raw_p.similarity.deletion_auc, Some(25.0));
+        assert!(!raw_p.normalised_embedding && raw_p.tau == Tau::Eer && raw_p.tau_value == 0.4);
+        assert!(spec_p.normalised_embedding && spec_p.tau == Tau::BestAccuracy);
+        assert_eq!(t.summary["variants"], 2);
+        assert_eq!(t.summary["rows"], 4);
+        assert!(t.markdown().contains("| raw (probe only) | raw |"));
+
+        // Rows out of order are refused.
+        recs.methods.swap(2, 3);
+        let err = build(&recs, &variants(), THRESHOLDS, &timings()).unwrap_err();
+        assert!(err.to_string().contains("was expected"), "{err}");
     }
 }

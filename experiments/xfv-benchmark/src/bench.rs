@@ -20,7 +20,8 @@ use facelens_saliency::render::{render_panel, PanelInfo};
 use facelens_saliency::{engine_for, Explainer, FacePair, Fggb, GradientEngine, SaliencyMaps};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Fill, Select, Threshold, EXPERIMENT};
+use crate::config::{Config, Select, Threshold, EXPERIMENT};
+use crate::reuse::Reuse;
 use crate::{draw, select};
 
 /// Which part of the selection this process evaluates: pairs `j` with `j % count == index - 1`.
@@ -175,6 +176,9 @@ pub struct Timings {
     /// `model/method` -> Jacobian (seed) rows through the network backward while explaining.
     #[serde(default)]
     pub backward_rows: BTreeMap<String, u64>,
+    /// Pairs whose records came from `--reuse` (not measured, so not in the times above).
+    #[serde(default)]
+    pub reused_pairs: usize,
 }
 
 impl Timings {
@@ -182,6 +186,7 @@ impl Timings {
     pub fn add(&mut self, other: Timings) {
         self.total_s += other.total_s;
         self.select_s += other.select_s;
+        self.reused_pairs += other.reused_pairs;
         for (k, v) in other.explain_s {
             *self.explain_s.entry(k).or_default() += v;
         }
@@ -341,10 +346,7 @@ impl Bench {
                     ),
                 },
             };
-            let fill = match config.protocol.fill {
-                Fill::Value(v) => v,
-                Fill::Black => black_value(&model)?,
-            };
+            let fill = config.protocol.fill.value_for(&model)?;
             let engine = engine_for(&model, rows)?;
             let weights_sha256 = facelens_models::backbone::sha256_file(&model.weights_path)?;
             let info = ModelInfo {
@@ -532,8 +534,25 @@ impl Bench {
         out
     }
 
-    /// Runs this shard of the benchmark.
-    pub fn run(&self, shard: Shard, progress: Progress<'_>) -> Result<RunOutput> {
+    /// What the records of this benchmark hold apart from the pairs (models with their weights,
+    /// rows, steps, perturbation): shards and reused runs must agree on it.
+    pub fn header(&self, shard: Shard, selected: usize) -> Records {
+        Records {
+            experiment: EXPERIMENT.into(),
+            config_sha256: self.config_sha256.clone(),
+            shard,
+            selected,
+            models: self.backbones.iter().map(|b| b.info.clone()).collect(),
+            methods: self.row_names(),
+            steps: self.steps.clone(),
+            perturb: self.config.protocol.perturb,
+            records: Vec::new(),
+        }
+    }
+
+    /// Runs this shard of the benchmark, taking the records `reuse` holds instead of measuring
+    /// those pairs again (except the panel pairs, whose maps are drawn).
+    pub fn run(&self, shard: Shard, reuse: &Reuse, progress: Progress<'_>) -> Result<RunOutput> {
         let start = Instant::now();
         let mut timings = Timings::default();
         let selection = self.select(progress)?;
@@ -553,23 +572,21 @@ impl Bench {
                     if pair.genuine { "genuine" } else { "impostor" }
                 ),
             );
-            let (record, panel) =
-                self.evaluate_pair(j, pair, panel_pairs.contains(&j), &mut timings)?;
+            let want_panel = panel_pairs.contains(&j);
+            if let Some(record) = reuse.take(j, pair).filter(|_| !want_panel) {
+                timings.reused_pairs += 1;
+                records.push(record);
+                continue;
+            }
+            let (record, panel) = self.evaluate_pair(j, pair, want_panel, &mut timings)?;
             records.push(record);
             panels.extend(panel);
         }
         progress(owned.len(), owned.len(), "done");
         timings.total_s = start.elapsed().as_secs_f64();
         let records = Records {
-            experiment: EXPERIMENT.into(),
-            config_sha256: self.config_sha256.clone(),
-            shard,
-            selected: selection.len(),
-            models: self.backbones.iter().map(|b| b.info.clone()).collect(),
-            methods: self.row_names(),
-            steps: self.steps.clone(),
-            perturb: self.config.protocol.perturb,
             records,
+            ..self.header(shard, selection.len())
         };
         Ok(RunOutput {
             records,

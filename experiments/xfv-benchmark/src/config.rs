@@ -76,6 +76,30 @@ pub enum Fill {
     Value(f32),
 }
 
+impl Fill {
+    /// The model-space value for `model` (black resolved through its normalisation).
+    pub fn value_for(self, model: &facelens_models::FaceModel) -> anyhow::Result<f32> {
+        match self {
+            Fill::Value(v) => Ok(v),
+            Fill::Black => crate::bench::black_value(model),
+        }
+    }
+}
+
+/// `black` or a finite model-space number (command-line spelling of `protocol.fill`).
+impl std::str::FromStr for Fill {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "black" {
+            return Ok(Fill::Black);
+        }
+        match s.parse::<f32>() {
+            Ok(v) if v.is_finite() => Ok(Fill::Value(v)),
+            _ => Err(format!("`{s}`: expected `black` or a finite number (model space, e.g. 0 = mid-grey)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
@@ -368,6 +392,11 @@ mod tests {
         assert_eq!(cfg.value.protocol.fill, Fill::Value(-0.5));
         assert_eq!(cfg.value.protocol.perturb, Perturb::Probe);
         assert_eq!(cfg.value.protocol.step, 25);
+        assert_eq!("black".parse::<Fill>(), Ok(Fill::Black));
+        assert_eq!("0".parse::<Fill>(), Ok(Fill::Value(0.0)));
+        assert_eq!("-0.5".parse::<Fill>(), Ok(Fill::Value(-0.5)));
+        assert!("grey".parse::<Fill>().unwrap_err().contains("grey"));
+        assert!("NaN".parse::<Fill>().is_err());
         let back = config::load_str::<Config, _, _>(CI, ["protocol.fill=black"]).expect("keyword");
         assert_eq!(back.value.protocol.fill, Fill::Black);
         assert!(config::load_str::<Config, _, _>(CI, ["protocol.fill=grey"]).is_err());

@@ -7,6 +7,7 @@
 //! * [`select`]: which pairs are scored (first / random balanced subsets).
 //! * [`report`]: per-pair records -> tables (pure, so merged shards equal an unsharded run).
 //! * [`output`]: run-directory files, TensorBoard events, `merge`.
+//! * [`reuse`]: records of earlier runs of a compatible config (`--reuse`).
 //! * [`draw`]: curve plots and saliency panels.
 
 pub mod bench;
@@ -14,10 +15,11 @@ pub mod config;
 pub mod draw;
 pub mod output;
 pub mod report;
+pub mod reuse;
 pub mod select;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -36,12 +38,13 @@ pub struct Finished {
     pub timings: bench::Timings,
 }
 
-/// Loads `config_path` with `overrides`, runs shard `shard` on `device`, and writes a run
-/// directory under `out`.
+/// Loads `config_path` with `overrides`, runs shard `shard` on `device` (taking the pairs that
+/// the run directories in `reuse` already measured), and writes a run directory under `out`.
 pub fn run(
     config_path: &Path,
     overrides: &[String],
     shard: Shard,
+    reuse: &[PathBuf],
     out: &Path,
     device: &str,
     progress: Progress<'_>,
@@ -49,8 +52,10 @@ pub fn run(
     let resolved = board_config::load::<Config, _, _>(config_path, overrides)?;
     resolved.value.validate()?;
     let dev = bench::parse_device(device)?;
+    let config = resolved.value.clone();
     let bench = Bench::load(resolved.value, resolved.hash.clone(), &dev)?;
-    let output = bench.run(shard, progress)?;
+    let reuse = reuse::Reuse::load(reuse, &config, &bench.header(shard, 0))?;
+    let output = bench.run(shard, &reuse, progress)?;
     let device_text = bench::describe_device(&dev);
     let run = RunDir::create_with_device(out, EXPERIMENT, &resolved.text, &device_text)?;
     let results = if shard.count == 1 {

@@ -1,7 +1,7 @@
 //! `xfv-benchmark`: run the Deletion/Insertion benchmark from a config, or merge shards.
 //!
 //! ```text
-//! xfv-benchmark --config experiments/xfv-benchmark/ci.toml [--set key=value]... [--shard i/n] [--out runs] [--device auto]
+//! xfv-benchmark --config experiments/xfv-benchmark/ci.toml [--set key=value]... [--shard i/n] [--reuse RUN_DIR]... [--out runs] [--device auto]
 //! xfv-benchmark merge <SHARD_DIR or FOLDER>... [--out runs]
 //! ```
 
@@ -28,6 +28,10 @@ struct Cli {
     /// Evaluate only shard i of n (1-based); combine the shards with `merge`.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Earlier run or shard directories (or folders of them) whose config differs only in
+    /// `subset` and `output`: pairs they measured are taken from them, not measured again.
+    #[arg(long, value_name = "RUN_DIR")]
+    reuse: Vec<PathBuf>,
     /// Root folder for run directories (`<out>/xfv-benchmark/<timestamp>-<hash>/`).
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -80,16 +84,17 @@ fn main() -> Result<()> {
                 bar.set_message(msg.to_string());
             };
             let finished =
-                xfv_benchmark::run(&config, &cli.set, shard, &cli.out, &cli.device, &progress)?;
+                xfv_benchmark::run(&config, &cli.set, shard, &cli.reuse, &cli.out, &cli.device, &progress)?;
             bar.finish_and_clear();
             match &finished.results {
                 Some(r) => println!("{}", r.markdown()),
                 None => println!("shard {shard} done; merge all shards with `xfv-benchmark merge`"),
             }
             eprintln!(
-                "run directory: {} ({:.1} s)",
+                "run directory: {} ({:.1} s; {} pairs reused)",
                 finished.run.path().display(),
-                finished.timings.total_s
+                finished.timings.total_s,
+                finished.timings.reused_pairs
             );
         }
     }

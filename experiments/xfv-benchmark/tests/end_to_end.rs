@@ -1,6 +1,7 @@
 //! The binary end to end on real LFW pairs with w600k_mbf: a tiny config (a seeded random draw of
 //! 2 + 2 pairs, 1 method, 25 % steps) run whole, then as shards 1/2 and 2/2 merged, which must give
-//! identical tables (each shard repeats the draw on its own).
+//! identical tables (each shard repeats the draw on its own), and grown from a 1 + 1 draw with
+//! `--reuse`, which must give identical records.
 //!
 //! Needs `../shared/data/lfw` beside the repository and `checkpoints/w600k_mbf.safetensors`
 //! (`scripts/setup.sh`); without them the test says so and passes.
@@ -181,6 +182,40 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
             "{f} differs between the unsharded run and the merged shards"
         );
     }
+    // Growing: the 1 + 1 draw is nested in the 2 + 2 one; reusing it measures only the rest.
+    let (small, grown) = (tmp.path().join("small"), tmp.path().join("grown"));
+    let no_panels = ["--set", "output.panels=0"];
+    let one = ["--set", "subset.first=1"];
+    xfv(&[&common[..], &one, &no_panels, &["--out", &arg(&small)]].concat());
+    let small_run = only_run(&small, "xfv-benchmark");
+    xfv(&[&common[..], &no_panels, &["--out", &arg(&grown), "--reuse", &arg(&small_run)]].concat());
+    let grown_run = only_run(&grown, "xfv-benchmark");
+    let json = |dir: &Path, f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(f)).expect("file")).expect("json")
+    };
+    // The config hash differs (no panels); the pairs' records and the tables may not.
+    assert_eq!(json(&run, "records.json")["records"], json(&grown_run, "records.json")["records"]);
+    for f in ["table1.csv", "table2.csv", "curves.csv"] {
+        assert!(
+            std::fs::read(run.join(f)).expect("whole") == std::fs::read(grown_run.join(f)).expect("grown"),
+            "{f} differs between the whole run and the run grown with --reuse"
+        );
+    }
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(grown_run.join("timings.json")).expect("timings")).expect("json");
+    assert_eq!(timings["reused_pairs"], 2, "the 1 + 1 pairs are taken, not measured");
+    assert_eq!(timings["explanations"]["w600k_mbf/score-gradient"], 2, "only the 2 new pairs are explained");
+    // A run under another protocol is refused, naming the directory and the section.
+    let refused = Command::new(env!("CARGO_BIN_EXE_xfv-benchmark"))
+        .args([&common[..], &["--set", "protocol.step=50", "--out", &arg(&grown), "--reuse", &arg(&small_run)]].concat())
+        .current_dir(repo_root())
+        .env("CI", "1")
+        .output()
+        .expect("binary runs");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("protocol") && err.contains(&arg(&small_run)), "{err}");
+
     let (pa, pb) = (
         files_with_ext(&run.join("panels"), "png"),
         files_with_ext(&merged_run.join("panels"), "png"),

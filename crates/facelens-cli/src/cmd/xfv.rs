@@ -16,7 +16,8 @@ use facelens_eval::deletion::{MapKind, PairCurve, Perturb, Protocol};
 use facelens_models::FaceModel;
 use facelens_saliency::{FacePair, GradientEngine};
 use serde::Serialize;
-use xfv_benchmark::bench::{black_value, method_curves, prepare, Prepared};
+use xfv_benchmark::bench::{method_curves, prepare, Prepared};
+use xfv_benchmark::config::Fill;
 use xfv_benchmark::report::{cell_from_curves, Cell};
 use xfv_benchmark::select;
 
@@ -57,6 +58,10 @@ pub struct XfvEvalArgs {
     /// Perturb both images, each by its own map, or only the probe (A).
     #[arg(long, value_enum, default_value = "both")]
     pub perturb: PerturbArg,
+    /// Value of removed pixels: `black` (0 in 0..255, the specified protocol) or a model-space
+    /// number (0 = mid-grey for models normalised around 127.5).
+    #[arg(long, default_value = "black", value_name = "black|VALUE")]
+    pub fill: Fill,
     /// Print the AUCs as JSON.
     #[arg(long)]
     pub json: bool,
@@ -166,7 +171,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
     };
     let protocol = Protocol {
         step_percent: f64::from(a.step),
-        fill: black_value(&model)?,
+        fill: a.fill.value_for(&model)?,
         perturb: match a.perturb {
             PerturbArg::Both => Perturb::Both,
             PerturbArg::Probe => Perturb::Probe,
@@ -302,9 +307,10 @@ fn table(
         Perturb::Probe => "the probe only",
     };
     let mut s = format!(
-        "{method} on {model} (tau = {threshold}), {perturbed} perturbed in steps of {} %; AUC in %\n\
+        "{method} on {model} (tau = {threshold}), {perturbed} perturbed in steps of {} %, removed pixels \
+         set to {} (model space); AUC in %\n\
          (Deletion: lower is better; Insertion: higher is better)\n\n",
-        protocol.step_percent
+        protocol.step_percent, protocol.fill
     );
     s += "maps           pairs   deletion  insertion\n";
     for (name, c) in [("similarity", sim), ("dissimilarity", dis)] {
