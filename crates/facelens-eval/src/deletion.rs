@@ -42,7 +42,7 @@ impl Mode {
 
 /// Which images of a pair are perturbed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Perturb {
     /// Both images, each by its own map (the FGGB paper's protocol).
     #[default]
@@ -50,6 +50,43 @@ pub enum Perturb {
     /// Only image A (the probe) by its map; image B stays clean. Avoids the artefact that two
     /// equally blackened images look alike to the model.
     Probe,
+    /// The probe only for similarity maps (accepted genuine pairs), both images for
+    /// dissimilarity maps (rejected impostor pairs): the one setting of each table that does not
+    /// saturate. Perturbing both faces of a genuine pair alike keeps them alike (the filled
+    /// pixels are identical in both), so similarity Deletion barely moves; perturbing only the
+    /// probe of an impostor pair only moves it further from the reference, so dissimilarity
+    /// Deletion barely moves either.
+    ByKind,
+}
+
+impl Perturb {
+    /// What is perturbed for a pair with this label (only accepted genuine and rejected impostor
+    /// pairs are scored, so the label decides the kind of map): never [`Perturb::ByKind`].
+    pub fn for_pair(self, genuine: bool) -> Perturb {
+        match self {
+            Perturb::ByKind if genuine => Perturb::Probe,
+            Perturb::ByKind => Perturb::Both,
+            p => p,
+        }
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Perturb::Both => "both",
+            Perturb::Probe => "probe",
+            Perturb::ByKind => "by-kind",
+        }
+    }
+
+    /// For table captions.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Perturb::Both => "both images",
+            Perturb::Probe => "the probe (A) only",
+            Perturb::ByKind => "the probe (A) only for similarity maps, both images for dissimilarity maps",
+        }
+    }
 }
 
 /// Which kind of map a pair can score (DESIGN §8): similarity maps explain an accepted genuine
@@ -339,32 +376,26 @@ where
         .collect();
 
     // Images to embed: A at every step, then B at every step (or B once, clean, for `Probe`).
-    let rows_b = match protocol.perturb {
-        Perturb::Both => n,
-        Perturb::Probe => 1,
-    };
+    let perturb_b = protocol.perturb.for_pair(pair.genuine) == Perturb::Both;
+    let rows_b = if perturb_b { n } else { 1 };
     let mut images = vec![0f32; (n + rows_b) * len];
     let (ia, ib) = images.split_at_mut(n * len);
     for (i, &k) in counts.iter().enumerate() {
         perturb_into(pair.a, shape, &order_a, k, protocol.fill, mode, &mut ia[i * len..(i + 1) * len]);
     }
-    match protocol.perturb {
-        Perturb::Both => {
-            let order_b = ranking(pair.map_b)?;
-            for (i, &k) in counts.iter().enumerate() {
-                perturb_into(pair.b, shape, &order_b, k, protocol.fill, mode, &mut ib[i * len..(i + 1) * len]);
-            }
+    if perturb_b {
+        let order_b = ranking(pair.map_b)?;
+        for (i, &k) in counts.iter().enumerate() {
+            perturb_into(pair.b, shape, &order_b, k, protocol.fill, mode, &mut ib[i * len..(i + 1) * len]);
         }
-        Perturb::Probe => ib.copy_from_slice(pair.b),
+    } else {
+        ib.copy_from_slice(pair.b);
     }
     let embeddings = embed_chunked(&images, len, protocol.batch, scorer)?;
     let scores = (0..n)
         .map(|i| {
             let ea = &embeddings[i];
-            let eb = match protocol.perturb {
-                Perturb::Both => &embeddings[n + i],
-                Perturb::Probe => &embeddings[n],
-            };
+            let eb = &embeddings[if perturb_b { n + i } else { n }];
             cosine(ea, eb)
         })
         .collect();

@@ -233,7 +233,7 @@ fn endpoints_reproduce_clean_decisions() {
     let mut rng = Rng(3);
     let mut all = pairs(true, 6, 11);
     all.extend(pairs(false, 6, 12));
-    for perturb in [Perturb::Both, Perturb::Probe] {
+    for perturb in [Perturb::Both, Perturb::Probe, Perturb::ByKind] {
         let protocol = Protocol {
             perturb,
             step_percent: 10.0,
@@ -491,4 +491,32 @@ fn map_kinds() {
         Some(MapKind::Dissimilarity)
     );
     assert_eq!(MapKind::for_pair(false, 0.4, 0.3), None);
+}
+
+#[test]
+fn by_kind_is_probe_for_genuine_and_both_for_impostor_pairs() {
+    let mut rng = Rng(5);
+    let mut all = pairs(true, 3, 21);
+    all.extend(pairs(false, 3, 22));
+    let curve = |p: &Pair, ma: &[f32], mb: &[f32], perturb: Perturb, mode: Mode| {
+        let input = PairInput { a: &p.a, b: &p.b, map_a: ma, map_b: mb, genuine: p.genuine };
+        let protocol = Protocol { perturb, step_percent: 10.0, ..Protocol::default() };
+        pair_curve::<EvalError, _>(&input, shape(), &protocol, mode, &mut toy_model(0.5))
+            .expect("curve")
+            .scores
+    };
+    for p in &all {
+        let (ma, mb) = (random_map(&mut rng), random_map(&mut rng));
+        let same_as = if p.genuine { Perturb::Probe } else { Perturb::Both };
+        for mode in Mode::ALL {
+            assert_eq!(
+                curve(p, &ma, &mb, Perturb::ByKind, mode),
+                curve(p, &ma, &mb, same_as, mode),
+                "genuine {} {mode:?}",
+                p.genuine
+            );
+        }
+    }
+    assert_eq!(Perturb::ByKind.for_pair(true), Perturb::Probe);
+    assert_eq!(Perturb::Probe.for_pair(false), Perturb::Probe);
 }

@@ -160,10 +160,7 @@ impl Table {
             self.thresholds.best_accuracy,
             self.threshold_source,
             self.thresholds.eer,
-            match self.perturb {
-                Perturb::Both => "both images",
-                Perturb::Probe => "the probe (A) only",
-            },
+            self.perturb.describe(),
             self.selected,
             self.skipped,
             self.misclassified,

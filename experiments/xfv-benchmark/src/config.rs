@@ -392,6 +392,8 @@ mod tests {
         assert_eq!(cfg.value.protocol.fill, Fill::Value(-0.5));
         assert_eq!(cfg.value.protocol.perturb, Perturb::Probe);
         assert_eq!(cfg.value.protocol.step, 25);
+        let by_kind = config::load_str::<Config, _, _>(CI, ["protocol.perturb=by-kind"]).expect("by-kind");
+        assert_eq!(by_kind.value.protocol.perturb, Perturb::ByKind);
         assert_eq!("black".parse::<Fill>(), Ok(Fill::Black));
         assert_eq!("0".parse::<Fill>(), Ok(Fill::Value(0.0)));
         assert_eq!("-0.5".parse::<Fill>(), Ok(Fill::Value(-0.5)));

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use facelens_board::run_dir::write_atomic;
 use facelens_board::{HParamValue, RunDir, SummaryWriter};
-use facelens_eval::deletion::Perturb;
 use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbImage};
 
@@ -189,10 +188,7 @@ fn hparams(r: &Results) -> BTreeMap<String, HParamValue> {
     h.insert("fill".into(), HParamValue::Number(f64::from(m.fill)));
     h.insert(
         "perturb".into(),
-        HParamValue::String(match r.perturb {
-            Perturb::Both => "both".into(),
-            Perturb::Probe => "probe".into(),
-        }),
+        HParamValue::String(r.perturb.as_str().into()),
     );
     let step = r.steps.get(1).copied().unwrap_or(100.0);
     h.insert("step".into(), HParamValue::Number(step));
@@ -548,7 +544,7 @@ pub fn merge(args: &[PathBuf], out: &Path) -> Result<(RunDir, Results)> {
 mod tests {
     use super::*;
     use crate::bench::{MethodCurves, ModelInfo, ModelPairRecord, PairRecord};
-    use facelens_eval::deletion::MapKind;
+    use facelens_eval::deletion::{MapKind, Perturb};
 
     /// Six pairs: genuine ones accepted at p = 0 and rejected from p = 50; impostors the reverse.
     fn records(shard: Shard) -> Records {

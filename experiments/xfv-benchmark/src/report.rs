@@ -307,10 +307,7 @@ impl Results {
             m.threshold,
             m.threshold_source,
             m.fill,
-            match self.perturb {
-                Perturb::Both => "both images",
-                Perturb::Probe => "the probe (A) only",
-            },
+            self.perturb.describe(),
             steps_text(&self.steps),
             self.pairs.selected,
             self.pairs.skipped,

@@ -55,7 +55,9 @@ pub struct XfvEvalArgs {
     /// Percent of pixels between curve points (5: p = 0, 5, ..., 100).
     #[arg(long, default_value_t = 5)]
     pub step: u32,
-    /// Perturb both images, each by its own map, or only the probe (A).
+    /// Perturb both images, each by its own map, only the probe (A), or by kind (the probe for
+    /// similarity maps, both images for dissimilarity maps: the setting where neither table
+    /// saturates).
     #[arg(long, value_enum, default_value = "both")]
     pub perturb: PerturbArg,
     /// Value of removed pixels: `black` (0 in 0..255, the specified protocol) or a model-space
@@ -71,6 +73,7 @@ pub struct XfvEvalArgs {
 pub enum PerturbArg {
     Both,
     Probe,
+    ByKind,
 }
 
 /// What `--json` prints: AUCs in % per kind of map.
@@ -175,6 +178,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         perturb: match a.perturb {
             PerturbArg::Both => Perturb::Both,
             PerturbArg::Probe => Perturb::Probe,
+            PerturbArg::ByKind => Perturb::ByKind,
         },
         batch: CURVE_BATCH,
     };
@@ -302,10 +306,7 @@ fn table(
     dis: &Cell,
 ) -> String {
     let num = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.2}"));
-    let perturbed = match protocol.perturb {
-        Perturb::Both => "both images",
-        Perturb::Probe => "the probe only",
-    };
+    let perturbed = protocol.perturb.describe();
     let mut s = format!(
         "{method} on {model} (tau = {threshold}), {perturbed} perturbed in steps of {} %, removed pixels \
          set to {} (model space); AUC in %\n\
