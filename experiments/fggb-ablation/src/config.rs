@@ -9,9 +9,8 @@ use anyhow::{bail, Result};
 use facelens_saliency::reduce::ChannelReduction;
 use facelens_saliency::FggbConfig;
 use serde::{Deserialize, Serialize};
-use facelens_eval::deletion::Perturb;
 use xfv_benchmark::config::{
-    probe_only_name, Config as BenchConfig, DataConfig, ModelEntry, OutputConfig, ProtocolConfig,
+    Config as BenchConfig, DataConfig, ModelEntry, OutputConfig, ProtocolConfig,
     SubsetConfig, Threshold,
 };
 
@@ -147,16 +146,12 @@ impl Config {
     /// Whether every variant also gets probe-only curves (`protocol.also_probe` with both
     /// images perturbed), as the benchmark's extra rows do.
     pub fn also_probe(&self) -> bool {
-        self.protocol.also_probe && self.protocol.perturb == Perturb::Both
+        self.protocol.traces_probe_only()
     }
 
     /// Table rows: the variants, then their probe-only rows when [`Config::also_probe`] is on.
     pub fn row_names(&self) -> Vec<String> {
-        let mut names = self.variant_names();
-        if self.also_probe() {
-            names.extend(self.variants.iter().map(|v| probe_only_name(&v.name)));
-        }
-        names
+        self.protocol.row_names(&self.variant_names())
     }
 }
 

@@ -405,15 +405,12 @@ impl Bench {
 
     /// Table rows: the methods, then their probe-only curves when `protocol.also_probe` is on.
     fn row_names(&self) -> Vec<String> {
-        let mut names = self.method_names();
-        if self.also_probe() {
-            names.extend(self.method_names().iter().map(|n| crate::config::probe_only_name(n)));
-        }
-        names
+        self.config.protocol.row_names(&self.method_names())
     }
 
-    fn also_probe(&self) -> bool {
-        self.config.protocol.also_probe && self.config.protocol.perturb == Perturb::Both
+    /// The resolved config the benchmark was loaded with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// sha256 of the resolved config the run was loaded with.
@@ -657,7 +654,7 @@ impl Bench {
                         kind,
                         pair.genuine,
                     )?;
-                    if mi == 0 && self.also_probe() {
+                    if mi == 0 && self.config.protocol.traces_probe_only() {
                         let probe = Protocol { perturb: Perturb::Probe, ..self.protocol(bb) };
                         let probe_curves = method_curves(engine, &probe, &a, &b, &ex.maps, kind, pair.genuine)?;
                         methods.insert(crate::config::probe_only_name(name), probe_curves);

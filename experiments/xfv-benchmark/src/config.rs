@@ -162,6 +162,23 @@ pub struct ProtocolConfig {
     pub also_probe: bool,
 }
 
+impl ProtocolConfig {
+    /// Whether every method also gets probe-only curves: `also_probe` with both images perturbed.
+    pub fn traces_probe_only(&self) -> bool {
+        self.also_probe && self.perturb == Perturb::Both
+    }
+
+    /// Table rows for `methods`: the methods, then their probe-only rows when
+    /// [`ProtocolConfig::traces_probe_only`].
+    pub fn row_names(&self, methods: &[String]) -> Vec<String> {
+        let mut names = methods.to_vec();
+        if self.traces_probe_only() {
+            names.extend(methods.iter().map(|m| probe_only_name(m)));
+        }
+        names
+    }
+}
+
 const PROBE_ONLY_SUFFIX: &str = " (probe only)";
 
 /// Row name of a method's probe-only curves (`protocol.also_probe`).

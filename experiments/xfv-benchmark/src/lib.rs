@@ -52,9 +52,8 @@ pub fn run(
     let resolved = board_config::load::<Config, _, _>(config_path, overrides)?;
     resolved.value.validate()?;
     let dev = bench::parse_device(device)?;
-    let config = resolved.value.clone();
     let bench = Bench::load(resolved.value, resolved.hash.clone(), &dev)?;
-    let reuse = reuse::Reuse::load(reuse, &config, &bench.header(shard, 0))?;
+    let reuse = reuse::Reuse::load(reuse, bench.config(), &bench.header(shard, 0))?;
     let output = bench.run(shard, &reuse, progress)?;
     let device_text = bench::describe_device(&dev);
     let run = RunDir::create_with_device(out, EXPERIMENT, &resolved.text, &device_text)?;
