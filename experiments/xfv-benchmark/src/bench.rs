@@ -179,6 +179,10 @@ pub struct Timings {
     /// Pairs whose records came from `--reuse` (not measured, so not in the times above).
     #[serde(default)]
     pub reused_pairs: usize,
+    /// `model/method` -> explanations whose curves an earlier run (`--reuse`) had, on pairs
+    /// that still needed other methods measured (not counted in `explanations`).
+    #[serde(default)]
+    pub reused_explanations: BTreeMap<String, u64>,
 }
 
 impl Timings {
@@ -197,6 +201,7 @@ impl Timings {
             (&mut self.explanations, other.explanations),
             (&mut self.forward_images, other.forward_images),
             (&mut self.backward_rows, other.backward_rows),
+            (&mut self.reused_explanations, other.reused_explanations),
         ] {
             for (k, v) in theirs {
                 *mine.entry(k).or_default() += v;
@@ -570,12 +575,14 @@ impl Bench {
                 ),
             );
             let want_panel = panel_pairs.contains(&j);
-            if let Some(record) = reuse.take(j, pair).filter(|_| !want_panel) {
+            if let Some(record) = self.reused_record(j, pair, reuse).filter(|_| !want_panel) {
                 timings.reused_pairs += 1;
                 records.push(record);
                 continue;
             }
-            let (record, panel) = self.evaluate_pair(j, pair, want_panel, &mut timings)?;
+            // Panel pairs are measured whole: their maps are drawn.
+            let reuse = (!want_panel).then_some(reuse);
+            let (record, panel) = self.evaluate_pair(j, pair, want_panel, reuse, &mut timings)?;
             records.push(record);
             panels.extend(panel);
         }
@@ -592,11 +599,67 @@ impl Bench {
         })
     }
 
+    /// The methods explained on backbone `backbone`: all of them on the first, FGGB on the others.
+    fn methods_on(&self, backbone: usize) -> Vec<(&str, &dyn Explainer)> {
+        if backbone == 0 {
+            self.methods.iter().map(|(n, e)| (n.as_str(), e.as_ref())).collect()
+        } else {
+            vec![("fggb", &self.fggb as &dyn Explainer)]
+        }
+    }
+
+    /// The rows a method's maps give on backbone `backbone` for a pair with this label, with
+    /// what each perturbs: the configured perturbation, plus probe-only curves where traced.
+    fn rows_of(&self, backbone: usize, method: &str, genuine: bool) -> Vec<(String, Perturb)> {
+        let protocol = &self.config.protocol;
+        let mut rows = vec![(method.to_string(), protocol.perturb.for_pair(genuine))];
+        if backbone == 0 && protocol.traces_probe_only() {
+            rows.push((crate::config::probe_only_name(method), Perturb::Probe));
+        }
+        rows
+    }
+
+    /// Every row of `method` on `pair` from earlier runs, or `None` if one is missing.
+    fn reused_rows(
+        &self,
+        reuse: &Reuse,
+        pair: &Pair,
+        backbone: usize,
+        method: &str,
+    ) -> Option<Vec<(String, MethodCurves)>> {
+        self.rows_of(backbone, method, pair.genuine)
+            .into_iter()
+            .map(|(row, wanted)| Some((row, reuse.curves(pair, backbone, method, wanted)?)))
+            .collect()
+    }
+
+    /// The whole record of `pair` from earlier runs, if they measured every method it needs.
+    fn reused_record(&self, index: usize, pair: &Pair, reuse: &Reuse) -> Option<PairRecord> {
+        let outcome = reuse.outcome(pair)?;
+        let mut record = PairRecord::new(index, pair);
+        if outcome.skipped.is_some() {
+            record.skipped = outcome.skipped;
+            return Some(record);
+        }
+        for (mi, (clean_score, kind)) in outcome.models.into_iter().enumerate() {
+            let mut methods = BTreeMap::new();
+            if kind.is_some() {
+                for (name, _) in self.methods_on(mi) {
+                    methods.extend(self.reused_rows(reuse, pair, mi, name)?);
+                }
+            }
+            record.models.push(ModelPairRecord { clean_score, kind, methods });
+        }
+        Some(record)
+    }
+
+    /// Measures `pair` with every method, taking from `reuse` the methods earlier runs measured.
     fn evaluate_pair(
         &self,
         index: usize,
         pair: &Pair,
         want_panel: bool,
+        reuse: Option<&Reuse>,
         timings: &mut Timings,
     ) -> Result<(PairRecord, Option<Panel>)> {
         let mut record = PairRecord::new(index, pair);
@@ -618,16 +681,13 @@ impl Bench {
             let engine = bb.engine.as_ref();
             let mut methods = BTreeMap::new();
             if let Some(kind) = kind {
-                let explainers: Vec<(&str, &dyn Explainer)> = if mi == 0 {
-                    self.methods
-                        .iter()
-                        .map(|(n, e)| (n.as_str(), e.as_ref()))
-                        .collect()
-                } else {
-                    vec![("fggb", &self.fggb as &dyn Explainer)]
-                };
-                for (name, explainer) in explainers {
+                for (name, explainer) in self.methods_on(mi) {
                     let key = format!("{}/{name}", bb.info.name);
+                    if let Some(rows) = reuse.and_then(|r| self.reused_rows(r, pair, mi, name)) {
+                        *timings.reused_explanations.entry(key).or_default() += 1;
+                        methods.extend(rows);
+                        continue;
+                    }
                     let t0 = Instant::now();
                     let (fwd0, bwd0) = engine.passes();
                     let ex = explainer
@@ -645,22 +705,12 @@ impl Bench {
                     *timings.forward_images.entry(key.clone()).or_default() += fwd1 - fwd0;
                     *timings.backward_rows.entry(key.clone()).or_default() += bwd1 - bwd0;
                     let t1 = Instant::now();
-                    let curves = method_curves(
-                        engine,
-                        &self.protocol(bb),
-                        &a,
-                        &b,
-                        &ex.maps,
-                        kind,
-                        pair.genuine,
-                    )?;
-                    if mi == 0 && self.config.protocol.traces_probe_only() {
-                        let probe = Protocol { perturb: Perturb::Probe, ..self.protocol(bb) };
-                        let probe_curves = method_curves(engine, &probe, &a, &b, &ex.maps, kind, pair.genuine)?;
-                        methods.insert(crate::config::probe_only_name(name), probe_curves);
+                    for (row, perturb) in self.rows_of(mi, name, pair.genuine) {
+                        let protocol = Protocol { perturb, ..self.protocol(bb) };
+                        let curves = method_curves(engine, &protocol, &a, &b, &ex.maps, kind, pair.genuine)?;
+                        methods.insert(row, curves);
                     }
                     *timings.curves_s.entry(key).or_default() += t1.elapsed().as_secs_f64();
-                    methods.insert(name.to_string(), curves);
                     if mi == 0 && want_panel {
                         let info = PanelInfo {
                             score: ex.score,

@@ -7,7 +7,7 @@
 //! * [`select`]: which pairs are scored (first / random balanced subsets).
 //! * [`report`]: per-pair records -> tables (pure, so merged shards equal an unsharded run).
 //! * [`output`]: run-directory files, TensorBoard events, `merge`.
-//! * [`reuse`]: records of earlier runs of a compatible config (`--reuse`).
+//! * [`reuse`]: curves earlier runs of a compatible config measured (`--reuse`).
 //! * [`draw`]: curve plots and saliency panels.
 
 pub mod bench;
@@ -38,7 +38,7 @@ pub struct Finished {
     pub timings: bench::Timings,
 }
 
-/// Loads `config_path` with `overrides`, runs shard `shard` on `device` (taking the pairs that
+/// Loads `config_path` with `overrides`, runs shard `shard` on `device` (taking the curves that
 /// the run directories in `reuse` already measured), and writes a run directory under `out`.
 pub fn run(
     config_path: &Path,

@@ -28,8 +28,9 @@ struct Cli {
     /// Evaluate only shard i of n (1-based); combine the shards with `merge`.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
-    /// Earlier run or shard directories (or folders of them) whose config differs only in
-    /// `subset` and `output`: pairs they measured are taken from them, not measured again.
+    /// Earlier run or shard directories (or folders of them) of a compatible config (other
+    /// subset, output, methods or perturbation): the curves they measured are taken, pair by pair
+    /// and method by method, not measured again.
     #[arg(long, value_name = "RUN_DIR")]
     reuse: Vec<PathBuf>,
     /// Root folder for run directories (`<out>/xfv-benchmark/<timestamp>-<hash>/`).

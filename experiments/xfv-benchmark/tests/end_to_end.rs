@@ -216,6 +216,28 @@ fn tiny_run_is_complete_and_shards_merge_exactly() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("protocol") && err.contains(&arg(&small_run)), "{err}");
 
+    // Adding a method under perturb = "by-kind": score gradient's curves come from the
+    // both + probe-only run (probe only for genuine pairs, both images for impostors), only the
+    // random map is measured, and the records equal a fresh by-kind run of both methods.
+    let (added, fresh) = (tmp.path().join("added"), tmp.path().join("fresh"));
+    let by_kind = [
+        "--set",
+        "methods=[\"score-gradient\", \"random\"]",
+        "--set",
+        "protocol.perturb=\"by-kind\"",
+        "--set",
+        "protocol.also_probe=false",
+    ];
+    xfv(&[&common[..], &no_panels, &by_kind, &["--out", &arg(&added), "--reuse", &arg(&run)]].concat());
+    xfv(&[&common[..], &no_panels, &by_kind, &["--out", &arg(&fresh)]].concat());
+    let (added_run, fresh_run) = (only_run(&added, "xfv-benchmark"), only_run(&fresh, "xfv-benchmark"));
+    assert_eq!(json(&added_run, "records.json")["records"], json(&fresh_run, "records.json")["records"]);
+    let timings = json(&added_run, "timings.json");
+    assert_eq!(timings["reused_pairs"], 0, "every pair still needs the random map");
+    assert_eq!(timings["reused_explanations"][key], 4, "score gradient is taken on all 4 pairs");
+    assert_eq!(timings["explanations"]["w600k_mbf/random"], 4);
+    assert!(timings["explanations"].get(key).is_none(), "score gradient is not explained again");
+
     let (pa, pb) = (
         files_with_ext(&run.join("panels"), "png"),
         files_with_ext(&merged_run.join("panels"), "png"),
