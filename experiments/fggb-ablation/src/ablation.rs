@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use facelens_eval::deletion::{Perturb, Protocol};
+use facelens_eval::deletion::Protocol;
 use facelens_saliency::FacePair;
 use serde::{Deserialize, Serialize};
 use xfv_benchmark::bench::{method_curves, Bench, ModelPairRecord, PairRecord, Prepared, Records};
-use xfv_benchmark::config::probe_only_name;
 use xfv_benchmark::Progress;
 
 use crate::config::{Config, Tau, EXPERIMENT};
@@ -172,18 +171,11 @@ impl Ablation {
             timings.maps_s += t0.elapsed().as_secs_f64();
             timings.explained_pairs += 1;
             let protocol = self.bench.protocol(bb);
-            let probe = Protocol {
-                perturb: Perturb::Probe,
-                ..protocol
-            };
             for (variant, m) in self.config.variants.iter().zip(&maps) {
-                let mut rows = vec![(variant.name.clone(), &protocol)];
-                if self.config.also_probe() {
-                    rows.push((probe_only_name(&variant.name), &probe));
-                }
-                for (row, p) in rows {
+                for (row, perturb) in self.config.protocol.rows_of(0, &variant.name, genuine) {
+                    let p = Protocol { perturb, ..protocol };
                     let t1 = Instant::now();
-                    let curves = method_curves(engine, p, &a, &b, m, kind, genuine)?;
+                    let curves = method_curves(engine, &p, &a, &b, m, kind, genuine)?;
                     *timings.curves_s.entry(row.clone()).or_default() +=
                         t1.elapsed().as_secs_f64();
                     methods.insert(row, curves);

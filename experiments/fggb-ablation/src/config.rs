@@ -143,13 +143,8 @@ impl Config {
         self.variants.iter().map(|v| v.name.clone()).collect()
     }
 
-    /// Whether every variant also gets probe-only curves (`protocol.also_probe` with both
-    /// images perturbed), as the benchmark's extra rows do.
-    pub fn also_probe(&self) -> bool {
-        self.protocol.traces_probe_only()
-    }
-
-    /// Table rows: the variants, then their probe-only rows when [`Config::also_probe`] is on.
+    /// Table rows: the variants, then their probe-only rows when
+    /// [`ProtocolConfig::traces_probe_only`], as the benchmark's extra rows.
     pub fn row_names(&self) -> Vec<String> {
         self.protocol.row_names(&self.variant_names())
     }
@@ -217,9 +212,9 @@ mod tests {
         assert_eq!(bench.data, xfv_subset.data);
         // The same curves, probe-only rows included.
         assert_eq!(bench.protocol, xfv_subset.protocol);
-        assert!(lfw.also_probe());
+        assert!(lfw.protocol.traces_probe_only());
         assert_eq!(lfw.row_names().len(), 2 * lfw.variants.len());
-        assert!(!load(CI).also_probe());
+        assert!(!load(CI).protocol.traces_probe_only());
     }
 
     #[test]

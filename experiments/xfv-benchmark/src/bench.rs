@@ -575,13 +575,13 @@ impl Bench {
                 ),
             );
             let want_panel = panel_pairs.contains(&j);
-            if let Some(record) = self.reused_record(j, pair, reuse).filter(|_| !want_panel) {
+            // Panel pairs are measured whole: their maps are drawn.
+            let reuse = (!want_panel).then_some(reuse);
+            if let Some(record) = reuse.and_then(|r| self.reused_record(j, pair, r)) {
                 timings.reused_pairs += 1;
                 records.push(record);
                 continue;
             }
-            // Panel pairs are measured whole: their maps are drawn.
-            let reuse = (!want_panel).then_some(reuse);
             let (record, panel) = self.evaluate_pair(j, pair, want_panel, reuse, &mut timings)?;
             records.push(record);
             panels.extend(panel);
@@ -608,17 +608,6 @@ impl Bench {
         }
     }
 
-    /// The rows a method's maps give on backbone `backbone` for a pair with this label, with
-    /// what each perturbs: the configured perturbation, plus probe-only curves where traced.
-    fn rows_of(&self, backbone: usize, method: &str, genuine: bool) -> Vec<(String, Perturb)> {
-        let protocol = &self.config.protocol;
-        let mut rows = vec![(method.to_string(), protocol.perturb.for_pair(genuine))];
-        if backbone == 0 && protocol.traces_probe_only() {
-            rows.push((crate::config::probe_only_name(method), Perturb::Probe));
-        }
-        rows
-    }
-
     /// Every row of `method` on `pair` from earlier runs, or `None` if one is missing.
     fn reused_rows(
         &self,
@@ -627,7 +616,7 @@ impl Bench {
         backbone: usize,
         method: &str,
     ) -> Option<Vec<(String, MethodCurves)>> {
-        self.rows_of(backbone, method, pair.genuine)
+        self.config.protocol.rows_of(backbone, method, pair.genuine)
             .into_iter()
             .map(|(row, wanted)| Some((row, reuse.curves(pair, backbone, method, wanted)?)))
             .collect()
@@ -705,7 +694,7 @@ impl Bench {
                     *timings.forward_images.entry(key.clone()).or_default() += fwd1 - fwd0;
                     *timings.backward_rows.entry(key.clone()).or_default() += bwd1 - bwd0;
                     let t1 = Instant::now();
-                    for (row, perturb) in self.rows_of(mi, name, pair.genuine) {
+                    for (row, perturb) in self.config.protocol.rows_of(mi, name, pair.genuine) {
                         let protocol = Protocol { perturb, ..self.protocol(bb) };
                         let curves = method_curves(engine, &protocol, &a, &b, &ex.maps, kind, pair.genuine)?;
                         methods.insert(row, curves);

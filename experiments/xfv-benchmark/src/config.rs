@@ -177,6 +177,17 @@ impl ProtocolConfig {
         }
         names
     }
+
+    /// The rows a method's maps give on backbone `backbone` for a pair with this label, with
+    /// what each perturbs ([`Perturb::Both`] or [`Perturb::Probe`]): the configured
+    /// perturbation, plus probe-only curves on the first backbone where traced.
+    pub fn rows_of(&self, backbone: usize, method: &str, genuine: bool) -> Vec<(String, Perturb)> {
+        let mut rows = vec![(method.to_string(), self.perturb.for_pair(genuine))];
+        if backbone == 0 && self.traces_probe_only() {
+            rows.push((probe_only_name(method), Perturb::Probe));
+        }
+        rows
+    }
 }
 
 const PROBE_ONLY_SUFFIX: &str = " (probe only)";

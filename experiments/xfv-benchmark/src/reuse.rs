@@ -22,7 +22,7 @@ use facelens_data::Pair;
 use facelens_eval::deletion::{MapKind, Perturb};
 
 use crate::bench::{MethodCurves, PairRecord, Records};
-use crate::config::{probe_only_name, Config, DFV};
+use crate::config::{Config, ProtocolConfig, DFV};
 use crate::output::{find_shards, read_shard};
 
 /// What one earlier run measured that this run would measure identically.
@@ -31,9 +31,8 @@ struct Earlier {
     dir: PathBuf,
     /// Methods with the same name and, for FGGB and DFV, the same switches.
     methods: BTreeSet<String>,
-    perturb: Perturb,
-    /// It has `<method> (probe only)` rows.
-    probe_rows: bool,
+    /// Its protocol, which says which of its rows perturbed what.
+    protocol: ProtocolConfig,
 }
 
 impl Earlier {
@@ -49,13 +48,11 @@ impl Earlier {
         if !self.methods.contains(method) {
             return None;
         }
-        let row = if self.perturb.for_pair(record.genuine) == wanted {
-            method.to_string()
-        } else if backbone == 0 && self.probe_rows && wanted == Perturb::Probe {
-            probe_only_name(method)
-        } else {
-            return None;
-        };
+        let (row, _) = self
+            .protocol
+            .rows_of(backbone, method, record.genuine)
+            .into_iter()
+            .find(|(_, perturbed)| *perturbed == wanted)?;
         record.models.get(backbone)?.methods.get(&row)
     }
 }
@@ -132,8 +129,7 @@ impl Reuse {
             reuse.earlier.push(Earlier {
                 dir,
                 methods,
-                perturb: shard.records.perturb,
-                probe_rows: old.protocol.traces_probe_only(),
+                protocol: old.protocol,
             });
         }
         Ok(reuse)
@@ -190,7 +186,7 @@ impl Reuse {
 /// The methods of `old` that `new` would measure identically. Besides `subset` and `output`,
 /// only the methods, their switches and which images are perturbed may differ.
 pub fn reusable_methods(old: &Config, new: &Config) -> Result<BTreeSet<String>> {
-    let protocol_apart_from_perturb = crate::config::ProtocolConfig {
+    let protocol_apart_from_perturb = ProtocolConfig {
         perturb: new.protocol.perturb,
         also_probe: new.protocol.also_probe,
         ..old.protocol.clone()
@@ -311,7 +307,7 @@ mod tests {
     }
 
     /// One earlier run holding `rows` for `pair` on the first backbone.
-    fn reuse_of(pair: &Pair, perturb: Perturb, probe_rows: bool, rows: &[(&str, f32)]) -> Reuse {
+    fn reuse_of(pair: &Pair, protocol: &[&str], rows: &[(&str, f32)]) -> Reuse {
         let mut record = PairRecord::new(7, pair);
         record.models.push(ModelPairRecord {
             clean_score: 0.5,
@@ -325,8 +321,7 @@ mod tests {
         reuse.earlier.push(Earlier {
             dir: PathBuf::from("old"),
             methods: BTreeSet::from(["xssab".to_string()]),
-            perturb,
-            probe_rows,
+            protocol: cfg(protocol).protocol,
         });
         reuse.by_line.insert(pair.line, vec![(0, record)]);
         reuse
@@ -336,7 +331,11 @@ mod tests {
     fn curves_are_taken_only_for_the_same_images_method_and_perturbation() {
         let genuine = pair(true, "x/x_0002.jpg");
         let rows = [("xssab", 1.0), ("xssab (probe only)", 2.0), ("fggb", 3.0)];
-        let reuse = reuse_of(&genuine, Perturb::Both, true, &rows);
+        let reuse = reuse_of(
+            &genuine,
+            &["protocol.perturb=\"both\"", "protocol.also_probe=true"],
+            &rows,
+        );
         assert_eq!(
             reuse.curves(&genuine, 0, "xssab", Perturb::Both),
             Some(curves(1.0))
@@ -363,14 +362,22 @@ mod tests {
         );
 
         // A by-kind run perturbed only the probe of a genuine pair and both images of an impostor.
-        let reuse = reuse_of(&genuine, Perturb::ByKind, false, &[("xssab", 4.0)]);
+        let reuse = reuse_of(
+            &genuine,
+            &["protocol.perturb=\"by-kind\""],
+            &[("xssab", 4.0)],
+        );
         assert_eq!(
             reuse.curves(&genuine, 0, "xssab", Perturb::Probe),
             Some(curves(4.0))
         );
         assert_eq!(reuse.curves(&genuine, 0, "xssab", Perturb::Both), None);
         let impostor = pair(false, "z/z_0001.jpg");
-        let reuse = reuse_of(&impostor, Perturb::ByKind, false, &[("xssab", 5.0)]);
+        let reuse = reuse_of(
+            &impostor,
+            &["protocol.perturb=\"by-kind\""],
+            &[("xssab", 5.0)],
+        );
         assert_eq!(
             reuse.curves(&impostor, 0, "xssab", Perturb::Both),
             Some(curves(5.0))
