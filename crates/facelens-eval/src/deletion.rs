@@ -1,5 +1,7 @@
 //! Deletion / Insertion curves: how well a saliency map ranks the pixels a verifier relies on
-//! (DESIGN §8).
+//! (DESIGN §8). The metrics are those of Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling
+//! for Explanation of Black-box Models" (BMVC 2018), with the class score replaced by the
+//! verification decision at τ.
 //!
 //! For each step `p` (0, 5, ..., 100 %) the top-`p` % pixels of a map are removed from the image
 //! (Deletion: set to the fill value, i.e. black) or are the only ones kept (Insertion: everything

@@ -1,10 +1,11 @@
 //! CorrRISE: occlusion masks scored by rank correlation.
 //!
-//! Mery & Morris, "On Black-Box Explanation for Face Verification" (WACV 2022), as used by
-//! the FGGB paper. Each of `n` masks blacks out a few squares of one image; its score is
-//! the cosine of the occluded image to the untouched partner. A pixel's signed saliency is
-//! the Spearman correlation, over the masks, between "this pixel was kept" and the score:
-//! positive where keeping the pixel raises similarity (S+), negative where it lowers it (S-).
+//! Lu, Xu & Ebrahimi, "Towards Visual Saliency Explanations of Face Verification" (WACV 2024,
+//! arXiv:2305.08546); a baseline of the FGGB paper. Each of `n` masks blacks out a few squares
+//! of one image; its score is the cosine of the occluded image to the untouched partner. A
+//! pixel's signed saliency is the Spearman correlation, over the masks, between "this pixel was
+//! kept" and the score: positive where keeping the pixel raises similarity (S+), negative where
+//! it lowers it (S-).
 //! Pixels no mask ever occluded carry no evidence and get 0.
 //!
 //! Every mask hides the same number of squares, so a square on a pixel that does not

@@ -1,6 +1,7 @@
 //! FGGB: Feature-Guided Gradient Backpropagation.
 //!
-//! Lu et al., "Towards Visual Saliency Explanations of Face Verification" (WACV 2024).
+//! Lu, Xu & Ebrahimi, "Explainable Face Verification via Feature-Guided Gradient
+//! Backpropagation" (FG 2024, arXiv:2403.04549).
 //! Each embedding dimension k gets its own input-gradient map `G^k` (normalised to unit
 //! L2 norm, so strong and weak dimensions speak equally), and the maps are combined with
 //! the dimension's contribution to the cosine, shifted by the threshold:
