@@ -5,6 +5,11 @@
 //! silently adding an unused key and running the wrong experiment. The base
 //! config is therefore expected to spell out every tunable key.
 //!
+//! A config may start from another: a top-level `base = "other.toml"` (relative to the config's
+//! folder) is loaded first and this file's keys are laid over it, table by table; values that are
+//! not tables (numbers, strings, arrays) are replaced whole. So an experiment's variant states only
+//! what differs, and the resolved text a run directory records is complete on its own.
+//!
 //! Every error names the offending key, and deserialization errors carry the
 //! full dotted path (via `serde_path_to_error`), e.g.
 //! `invalid config value at 'train.lr': invalid type: string "fast", expected f64`.
@@ -33,10 +38,58 @@ pub struct ResolvedConfig<T> {
     pub hash: String,
 }
 
-/// Reads and parses a TOML file.
+/// How many `base` links a config may follow (a guard against cycles through links).
+const MAX_BASE_DEPTH: usize = 16;
+
+/// Reads and parses a TOML file, following `base = "..."` (see the module docs).
 pub fn load_toml(path: &Path) -> Result<Value> {
+    load_with_bases(path, &mut Vec::new())
+}
+
+fn load_with_bases(path: &Path, chain: &mut Vec<std::path::PathBuf>) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_toml_at(&text, path)
+    let mut value = parse_toml_at(&text, path)?;
+    let Some(base) = value.as_table_mut().and_then(|t| t.remove("base")) else {
+        return Ok(value);
+    };
+    let fail = |reason: String| Error::ConfigBase {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Value::String(rel) = base else {
+        return Err(fail("expected a file name (a string)".into()));
+    };
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(&rel);
+    let canonical = base_path
+        .canonicalize()
+        .map_err(|e| fail(format!("{}: {e}", base_path.display())))?;
+    if chain.contains(&canonical) {
+        return Err(fail(format!("{} is its own base (a cycle)", base_path.display())));
+    }
+    if chain.len() >= MAX_BASE_DEPTH {
+        return Err(fail(format!("more than {MAX_BASE_DEPTH} bases in a chain")));
+    }
+    chain.push(canonical);
+    let mut merged = load_with_bases(&base_path, chain)?;
+    lay_over(&mut merged, value);
+    Ok(merged)
+}
+
+/// Lays `over` onto `into`: tables merge key by key, anything else replaces.
+fn lay_over(into: &mut Value, over: Value) {
+    match (into, over) {
+        (Value::Table(a), Value::Table(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(slot) => lay_over(slot, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 /// Parses TOML text (errors report the path as `<string>`).
@@ -294,6 +347,35 @@ backbone = "iresnet50"
         assert_eq!(parse_literal("\"quoted\""), Value::String("quoted".into()));
         assert_eq!(parse_literal("bare"), Value::String("bare".into()));
         assert_eq!(parse_literal("1\nx = 2"), Value::String("1\nx = 2".into()));
+    }
+
+    #[test]
+    fn a_config_inherits_from_its_base() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("base.toml"), BASE).expect("base");
+        std::fs::create_dir(dir.path().join("v")).expect("dir");
+        let child = dir.path().join("v/child.toml");
+        std::fs::write(&child, "base = \"../base.toml\"\nname = \"child\"\n[train]\nlr = 0.5\nstages = [4]\n")
+            .expect("child");
+        let t = load_toml(&child).expect("inherits");
+        assert_eq!(t.get("base"), None, "the link itself is not part of the resolved config");
+        assert_eq!(t["name"].as_str(), Some("child"));
+        assert_eq!(t["train"]["lr"].as_float(), Some(0.5));
+        assert_eq!(t["train"]["epochs"].as_integer(), Some(10), "untouched keys come from the base");
+        assert_eq!(t["train"]["stages"].as_array().map(Vec::len), Some(1), "arrays are replaced whole");
+        // Overrides reach inherited keys.
+        let mut t = t;
+        apply_override(&mut t, "train.epochs=3").expect("inherited key");
+        // Cycles and bad links are named.
+        let a = dir.path().join("a.toml");
+        std::fs::write(&a, "base = \"b.toml\"\n").expect("a");
+        std::fs::write(dir.path().join("b.toml"), "base = \"a.toml\"\n").expect("b");
+        let err = load_toml(&a).expect_err("cycle").to_string();
+        assert!(err.contains("cycle"), "{err}");
+        std::fs::write(&a, "base = 3\n").expect("a");
+        assert!(load_toml(&a).expect_err("not a string").to_string().contains("base"));
+        std::fs::write(&a, "base = \"missing.toml\"\n").expect("a");
+        assert!(load_toml(&a).expect_err("missing").to_string().contains("missing.toml"));
     }
 
     #[test]

@@ -152,6 +152,15 @@ pub enum Error {
         source: toml::de::Error,
     },
 
+    /// A config's `base = "..."` cannot be followed.
+    #[error("config {path}: `base`: {reason}")]
+    ConfigBase {
+        /// The config naming the base.
+        path: PathBuf,
+        /// What is wrong (not a string, a cycle, too deep).
+        reason: String,
+    },
+
     /// The resolved config could not be rendered back to TOML.
     #[error("cannot render resolved config as TOML: {source}")]
     ConfigRender {

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use engine::{engine_for, AutogradEngine, GradientEngine, Linearised, NetEngine};
-pub use fggb::{Fggb, FggbConfig};
+pub use fggb::{Fggb, FggbConfig, FggbVariant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaliencyError {

@@ -159,3 +159,54 @@ fn baselines_produce_valid_maps() {
     }
     assert!(facelens_saliency::by_name("nope").is_err());
 }
+
+fn variant(normalised: bool, max: bool, pdn: bool, blur: bool, tau: f32) -> facelens_saliency::FggbVariant {
+    facelens_saliency::FggbVariant {
+        config: FggbConfig {
+            normalised_embedding: normalised,
+            channel_reduction: if max { ChannelReduction::MaxAbs } else { ChannelReduction::MeanAbs },
+            per_dimension_norm: pdn,
+            blur,
+        },
+        tau,
+    }
+}
+
+/// One pass over each image's Jacobian serves every variant: each equals the variant explained on
+/// its own (bit for bit on the normalised embedding; to float rounding for raw rows recombined
+/// from normalised ones).
+#[test]
+fn variants_from_one_jacobian_equal_each_variant_alone() {
+    let (_, net) = tiny_net(5);
+    let engine = NetEngine::new(net, Some(5));
+    let (a, b) = (image(11), image(12));
+    let pair = FacePair { a: &a, b: &b };
+    let variants = vec![
+        variant(true, false, true, false, 0.2151),
+        variant(true, true, true, false, 0.2151),
+        variant(true, false, false, false, 0.2151),
+        variant(true, false, true, true, 0.2151),
+        variant(true, false, true, false, 0.1910),
+        variant(false, false, true, false, 0.2151),
+        variant(false, true, false, true, 0.1910),
+    ];
+    let (maps, score) = facelens_saliency::fggb::variant_maps(&engine, pair, &variants).unwrap();
+    assert_eq!(maps.len(), variants.len());
+    let max_abs = |v: &[f32]| v.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+    for (v, m) in variants.iter().zip(&maps) {
+        let alone = Fggb::new(v.config.clone()).explain(&engine, pair, v.tau).unwrap();
+        assert_eq!(score, alone.score);
+        for ((name, got), (_, want)) in m.named().iter().zip(alone.maps.named()) {
+            assert!(got.iter().all(|x| x.is_finite() && *x >= 0.0), "{name}");
+            if v.config.normalised_embedding {
+                assert!(*got == want, "{v:?} {name}: not bit-identical to the variant alone");
+            } else {
+                let d = got.iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+                assert!(d <= 1e-4 * max_abs(want), "{v:?} {name}: off by {d} (scale {})", max_abs(want));
+            }
+        }
+    }
+    // The raw variant really differs from the normalised one.
+    let d = maps[0].sa_pos.iter().zip(&maps[5].sa_pos).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(d > 1e-3 * max_abs(&maps[0].sa_pos));
+}

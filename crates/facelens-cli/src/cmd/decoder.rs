@@ -98,7 +98,8 @@ fn load_decoder(given: Option<&Path>, device: &Device) -> Result<(facelens_recon
 
 /// The DFV explainer over the decoder at `given` (or the committed default).
 pub fn dfv(given: Option<&Path>, device: &Device) -> Result<facelens_recon::Dfv> {
-    xfv_benchmark::bench::load_dfv(&decoder_path(given), device)
+    let (decoder, _) = load_decoder(given, device)?;
+    Ok(facelens_recon::Dfv::new(decoder, device.clone()))
 }
 
 fn load(a: &DecoderIoArgs, device: &Device) -> Result<Loaded> {

@@ -5,6 +5,7 @@ pub mod embed;
 pub mod eval;
 pub mod explain;
 pub mod import;
+pub mod pairs;
 pub mod runs;
 pub mod verify;
 pub mod xfv;

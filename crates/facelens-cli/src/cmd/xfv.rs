@@ -1,6 +1,7 @@
 //! `facelens eval xfv`: Deletion/Insertion of one explainer on a pair list (DESIGN §8).
 //!
-//! Pair selection, per-pair curves and AUCs come from `experiments/xfv-benchmark`'s library, so
+//! Pair selection, per-pair curves and AUCs come from `facelens-protocol`, the library behind the
+//! `xfv-benchmark` experiment, so
 //! `--limit N --seed S` scores exactly the pairs that the benchmark's `subset.select = "random"`
 //! with `first = N`, `seed = S` and all folds scores on the same model and landmarks, and the
 //! numbers are those of its Tables I and II for that method.
@@ -16,12 +17,12 @@ use facelens_eval::deletion::{MapKind, PairCurve, Perturb, Protocol};
 use facelens_models::FaceModel;
 use facelens_saliency::{FacePair, GradientEngine};
 use serde::Serialize;
-use xfv_benchmark::bench::{method_curves, prepare, Prepared};
-use xfv_benchmark::config::Fill;
-use xfv_benchmark::report::{cell_from_curves, Cell};
-use xfv_benchmark::select;
+use facelens_protocol::config::Fill;
+use facelens_protocol::pair::{method_curves, prepare, Prepared};
+use facelens_protocol::report::{cell_from_curves, Cell};
+use facelens_protocol::select;
 
-use super::eval::PairListArgs;
+use super::pairs::PairListArgs;
 use crate::faces::FaceLoader;
 
 /// Perturbed images per forward pass while tracing curves (speed only; results do not depend on it).
@@ -157,7 +158,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
     if !(1..=100).contains(&a.step) {
         bail!("--step must be 1..=100 percent, got {}", a.step);
     }
-    let explainer: Box<dyn facelens_saliency::Explainer> = if a.method == xfv_benchmark::config::DFV {
+    let explainer: Box<dyn facelens_saliency::Explainer> = if a.method == facelens_protocol::config::DFV {
         Box::new(super::decoder::dfv(a.decoder.as_deref(), device)?)
     } else {
         facelens_saliency::by_name(&a.method)?
@@ -174,7 +175,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
     };
     let protocol = Protocol {
         step_percent: f64::from(a.step),
-        fill: a.fill.value_for(&model)?,
+        fill: a.fill.value_for(&model.spec)?,
         perturb: match a.perturb {
             PerturbArg::Both => Perturb::Both,
             PerturbArg::Probe => Perturb::Probe,
@@ -210,20 +211,14 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
     for &i in &chosen {
         let pair = &pairs[i];
         let prepared = scorer.prepare(pair)?;
-        let Some(Prepared {
-            a: xa,
-            b: xb,
-            kind: Some(kind),
-            ..
-        }) = prepared
-        else {
+        let Some(prepared @ Prepared { kind: Some(kind), .. }) = prepared else {
             bail!(
                 "pair list line {} changed its decision between two passes",
                 pair.line
             );
         };
         let explanation = explainer
-            .explain(engine.as_ref(), FacePair { a: &xa, b: &xb }, threshold)
+            .explain(engine.as_ref(), FacePair { a: &prepared.a, b: &prepared.b }, threshold)
             .with_context(|| {
                 format!(
                     "{} on {} line {}",
@@ -235,8 +230,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         let curves = method_curves(
             engine.as_ref(),
             &protocol,
-            &xa,
-            &xb,
+            &prepared,
             &explanation.maps,
             kind,
             pair.genuine,

@@ -1,5 +1,4 @@
-//! Helpers for the experiments' end-to-end tests on real LFW pairs (xfv-benchmark's, and
-//! fggb-ablation's through `#[path]`): one place that decides when such a test can run.
+//! Helpers for the benchmark's end-to-end tests on real LFW pairs.
 
 use std::path::{Path, PathBuf};
 
@@ -8,21 +7,14 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Whether `../shared/data/lfw` and the imported w600k_mbf checkpoint are present; when they are
-/// not, says what is missing so that the test can pass as skipped.
-pub fn real_data_present() -> bool {
-    let pairs = repo_root().join("../shared/data/lfw/pairs.txt");
-    let checkpoint = facelens_models::zoo::setup_checkpoint(&facelens_models::zoo::w600k_mbf())
-        .expect("setup model");
-    if pairs.is_file() && checkpoint.is_file() {
-        return true;
+/// Fails with what is missing unless `../shared/data/lfw` and the imported w600k_mbf checkpoint
+/// are present (the tests that call this are `#[ignore]`d, so a run without them reports them as
+/// ignored rather than passed).
+pub fn require_real_data() {
+    let root = repo_root();
+    for need in [root.join("../shared/data/lfw/pairs.txt"), root.join("checkpoints/w600k_mbf.safetensors")] {
+        assert!(need.is_file(), "needs {} (../shared beside the repository; scripts/setup.sh)", need.display());
     }
-    eprintln!(
-        "SKIPPED: needs {} and {} (run scripts/setup.sh)",
-        pairs.display(),
-        checkpoint.display()
-    );
-    false
 }
 
 /// The single run directory under `<out>/<experiment>/`.
@@ -30,6 +22,7 @@ pub fn only_run(out: &Path, experiment: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join(experiment))
         .expect("experiment folder")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.pop().expect("one run")

@@ -8,15 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use facelens_board::run_dir::write_atomic;
 use facelens_board::{HParamValue, RunDir, SummaryWriter};
 use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbImage};
 
-use crate::bench::{Panel, Records, Shard, Timings};
-use crate::config::{self, EXPERIMENT};
+use crate::bench::Panel;
+use crate::config::{Row, EXPERIMENT};
 use crate::draw::{self, Series};
+use crate::error::{Error, Result};
+use crate::records::{Records, Shard, Timings};
 use crate::report::{self, Cell, Results};
 
 pub const RECORDS_FILE: &str = "records.json";
@@ -31,7 +32,7 @@ pub const PANELS_DIR: &str = "panels";
 pub const PLOTS_DIR: &str = "plots";
 
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Encodes `img` as PNG and writes it atomically, creating the parent folder.
@@ -44,11 +45,11 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
             img.height(),
             image::ExtendedColorType::Rgb8,
         )
-        .with_context(|| format!("encoding {}", path.display()))?;
+        .map_err(|e| Error::invalid(path, format!("encoding PNG: {e}")))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating folder", e))?;
     }
-    write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// Writes what a shard of a sharded run leaves behind: its records, timings and panels. Tables
@@ -89,7 +90,7 @@ pub fn write_run(
     let cost = cost_table(timings);
     write_text(&dir.join(COST_MD), &cost)?;
     write_text(&dir.join(COST_FILE), &cost_csv(timings))?;
-    write_text(&dir.join(SUMMARY_MD), &summary_table(&results, timings))?;
+    write_text(&dir.join(SUMMARY_MD), &summary_table(&results, &records.rows, timings))?;
     write_text(&dir.join("table1.csv"), &results.table1.csv())?;
     write_text(&dir.join("table2.csv"), &results.table2.csv())?;
     write_text(&dir.join("table3.csv"), &results.table3_csv())?;
@@ -275,19 +276,15 @@ pub fn find_shards(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
             out.push(a.clone());
             continue;
         }
-        let entries = std::fs::read_dir(a).with_context(|| {
-            format!(
-                "{} is neither a shard run directory nor a folder of them",
-                a.display()
-            )
-        })?;
+        let entries = std::fs::read_dir(a)
+            .map_err(|e| Error::io(a, "neither a shard run directory nor a folder of them", e))?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| p.join(RECORDS_FILE).is_file())
             .collect();
         if found.is_empty() {
-            bail!("no {RECORDS_FILE} in {} or its subfolders", a.display());
+            return Err(Error::invalid(a, format!("no {RECORDS_FILE} here or in its subfolders")));
         }
         found.sort();
         out.extend(found);
@@ -304,12 +301,11 @@ pub struct ShardDir {
 
 pub fn read_shard(dir: &Path) -> Result<ShardDir> {
     let path = dir.join(RECORDS_FILE);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "reading", e))?;
     let records: Records = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a records file", path.display()))?;
+        .map_err(|e| Error::invalid(&path, format!("not a records file of this version: {e}")))?;
     let cfg = dir.join(facelens_board::run_dir::CONFIG_FILE);
-    let config_text =
-        std::fs::read_to_string(&cfg).with_context(|| format!("reading {}", cfg.display()))?;
+    let config_text = std::fs::read_to_string(&cfg).map_err(|e| Error::io(&cfg, "reading", e))?;
     Ok(ShardDir {
         path: dir.to_path_buf(),
         config_text,
@@ -321,7 +317,7 @@ pub fn read_shard(dir: &Path) -> Result<ShardDir> {
 /// shards, and pairs evaluated twice or not at all, naming the directories involved.
 pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
     let Some(first) = shards.first() else {
-        bail!("nothing to merge")
+        return Err(Error::Merge("nothing to merge".into()));
     };
     let r0 = &first.records;
     let count = r0.shard.count;
@@ -329,42 +325,43 @@ pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
     for s in shards {
         let r = &s.records;
         if r.config_sha256 != r0.config_sha256 || s.config_text != first.config_text {
-            bail!(
+            return Err(Error::Merge(format!(
                 "{} was run with another config ({}) than {} ({}); pass the shards of one run only",
                 s.path.display(),
                 &r.config_sha256[..8.min(r.config_sha256.len())],
                 first.path.display(),
                 &r0.config_sha256[..8.min(r0.config_sha256.len())]
-            );
+            )));
         }
         if r.shard.count != count {
-            bail!(
+            return Err(Error::Merge(format!(
                 "{} is shard {} but {} is shard {}",
                 s.path.display(),
                 r.shard,
                 first.path.display(),
                 r0.shard
-            );
+            )));
         }
         if r.models != r0.models
-            || r.methods != r0.methods
+            || r.rows != r0.rows
+            || r.table3_method != r0.table3_method
             || r.steps != r0.steps
             || r.perturb != r0.perturb
             || r.selected != r0.selected
         {
-            bail!(
+            return Err(Error::Merge(format!(
                 "{} and {} disagree on models, methods, steps or selection (different checkpoints or code?)",
                 s.path.display(),
                 first.path.display()
-            );
+            )));
         }
         if let Some(other) = seen.insert(r.shard.index, &s.path) {
-            bail!(
+            return Err(Error::Merge(format!(
                 "shard {} appears twice: {} and {}",
                 r.shard,
                 other.display(),
                 s.path.display()
-            );
+            )));
         }
     }
     let missing: Vec<String> = (1..=count)
@@ -372,7 +369,7 @@ pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
         .map(|i| format!("{i}/{count}"))
         .collect();
     if !missing.is_empty() {
-        bail!("missing shards: {}", missing.join(", "));
+        return Err(Error::Merge(format!("missing shards: {}", missing.join(", "))));
     }
     let mut records: Vec<_> = shards
         .iter()
@@ -384,7 +381,7 @@ pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
         || indices.len() != r0.selected
         || records.last().is_some_and(|r| r.index + 1 != r0.selected)
     {
-        bail!("the shards hold {} records for {} distinct pairs, expected each of the {} selected pairs once", records.len(), indices.len(), r0.selected);
+        return Err(Error::Merge(format!("the shards hold {} records for {} distinct pairs, expected each of the {} selected pairs once", records.len(), indices.len(), r0.selected)));
     }
     Ok(Records {
         shard: Shard::WHOLE,
@@ -417,7 +414,7 @@ pub fn read_panels(shards: &[ShardDir]) -> Result<Vec<Panel>> {
         .into_iter()
         .map(|(name, p)| {
             let image = image::open(&p)
-                .with_context(|| format!("reading panel {}", p.display()))?
+                .map_err(|e| Error::invalid(&p, format!("reading panel: {e}")))?
                 .to_rgb8();
             Ok(Panel { name, image })
         })
@@ -460,7 +457,7 @@ pub fn cost_table(t: &Timings) -> String {
 /// `summary.md`: one row per method of the first backbone with its Table I and Table II AUCs
 /// and what one explanation cost. Seconds come from this machine (a merge sums its shards'), so
 /// unlike `tables.md` this file is not reproducible bit for bit.
-pub fn summary_table(r: &Results, t: &Timings) -> String {
+pub fn summary_table(r: &Results, rows: &[Row], t: &Timings) -> String {
     let model = &r.table1.model;
     let mut s = format!(
         "# xfv-benchmark summary ({model}, tau = {})\n\n\
@@ -475,9 +472,9 @@ pub fn summary_table(r: &Results, t: &Timings) -> String {
         r.table2.pairs(),
     );
     let costs = cost_rows(t);
-    for row in &r.table1.rows {
+    for (row, typed) in r.table1.rows.iter().zip(rows) {
         let dissim = r.table2.rows.iter().find(|d| d.method == row.method).map(|d| &d.cell);
-        let key = format!("{model}/{}", config::row_method(&row.method));
+        let key = format!("{model}/{}", typed.method);
         let cost = costs.iter().find(|c| c.0 == key);
         let fmt = |v: Option<f64>, digits: usize| v.filter(|x| x.is_finite()).map_or_else(|| "n/a".into(), |x| format!("{x:.digits$}"));
         let _ = writeln!(
@@ -543,7 +540,8 @@ pub fn merge(args: &[PathBuf], out: &Path) -> Result<(RunDir, Results)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{MethodCurves, ModelInfo, ModelPairRecord, PairRecord};
+    use crate::config::Variant;
+    use crate::records::{MethodCurves, ModelInfo, ModelPairRecord, PairRecord, RowCurves};
     use facelens_eval::deletion::{MapKind, Perturb};
 
     /// Six pairs: genuine ones accepted at p = 0 and rejected from p = 50; impostors the reverse.
@@ -558,14 +556,11 @@ mod tests {
                 } else {
                     vec![lo, hi, hi]
                 };
-                let mut methods = BTreeMap::new();
-                methods.insert(
-                    "fggb".to_string(),
-                    MethodCurves {
-                        deletion: curve.clone(),
-                        insertion: curve,
-                    },
-                );
+                let rows = vec![RowCurves {
+                    row: Row::configured("fggb"),
+                    perturb: Perturb::Both,
+                    curves: MethodCurves { deletion: curve.clone(), insertion: curve },
+                }];
                 PairRecord {
                     index: i,
                     line: i + 2,
@@ -581,7 +576,7 @@ mod tests {
                         } else {
                             MapKind::Dissimilarity
                         }),
-                        methods,
+                        rows,
                     }],
                 }
             })
@@ -599,7 +594,8 @@ mod tests {
                 embedding_dim: 4,
                 weights_sha256: "00".into(),
             }],
-            methods: vec!["fggb".into()],
+            rows: vec![Row::configured("fggb")],
+            table3_method: "fggb".into(),
             steps: vec![0.0, 50.0, 100.0],
             perturb: Perturb::Both,
             records,
@@ -680,22 +676,23 @@ mod tests {
     #[test]
     fn summary_joins_both_tables_with_the_cost_of_each_method() {
         let mut r = records(Shard::WHOLE);
-        let probe = config::probe_only_name("fggb");
+        let probe = Row { method: "fggb".into(), variant: Variant::ProbeOnly };
         for p in &mut r.records {
-            let curves = p.models[0].methods["fggb"].clone();
-            p.models[0].methods.insert(probe.clone(), curves);
+            let mut curves = p.models[0].rows[0].clone();
+            curves.row = probe.clone();
+            p.models[0].rows.push(curves);
         }
-        r.methods.push(probe);
+        r.rows.push(probe);
         let res = report::build(&r).expect("tables");
         let mut t = Timings::default();
         t.explain_s.insert("toy/fggb".into(), 30.0);
         t.explanations.insert("toy/fggb".into(), 6);
         t.forward_images.insert("toy/fggb".into(), 12);
         t.backward_rows.insert("toy/fggb".into(), 48);
-        let s = summary_table(&res, &t);
+        let s = summary_table(&res, &r.rows, &t);
         assert!(s.contains("| fggb | 75.00 | 75.00 | 25.00 | 25.00 | 5.000 | 2 | 8 |"), "{s}");
         assert!(s.contains("| fggb (probe only) | 75.00 | 75.00 | 25.00 | 25.00 | 5.000 | 2 | 8 |"), "{s}");
-        let s = summary_table(&res, &Timings::default());
+        let s = summary_table(&res, &r.rows, &Timings::default());
         assert!(s.contains("| fggb | 75.00 | 75.00 | 25.00 | 25.00 | n/a | n/a | n/a |"), "{s}");
     }
 

@@ -10,11 +10,12 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
 use facelens_eval::deletion::{accuracy_curve, MapKind, Mode, PairCurve, Perturb};
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{ModelInfo, Records};
+use crate::config::Row;
+use crate::error::Result;
+use crate::records::{ModelInfo, Records};
 
 /// Deletion and Insertion of one method (or backbone) on one kind of map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,7 @@ pub struct Cell {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodRow {
+    /// The row's label (`<method>` or `<method> (probe only)`).
     pub method: String,
     #[serde(flatten)]
     pub cell: Cell,
@@ -84,21 +86,15 @@ pub struct Results {
     pub table3: Vec<BackboneRow>,
 }
 
-/// Curves of every pair of `kind` under backbone `model` and `method`, in record order.
-fn pair_curves(
-    records: &Records,
-    model: usize,
-    method: &str,
-    kind: MapKind,
-    mode: Mode,
-) -> Vec<PairCurve> {
+/// Curves of every pair of `kind` under backbone `model` and `row`, in record order.
+fn pair_curves(records: &Records, model: usize, row: &Row, kind: MapKind, mode: Mode) -> Vec<PairCurve> {
     records
         .records
         .iter()
         .filter_map(|r| r.models.get(model).map(|m| (r.genuine, m)))
         .filter(|(_, m)| m.kind == Some(kind))
         .filter_map(|(genuine, m)| {
-            m.methods.get(method).map(|c| PairCurve {
+            m.curves(row).map(|c| PairCurve {
                 genuine,
                 scores: c.get(mode).to_vec(),
             })
@@ -106,10 +102,9 @@ fn pair_curves(
         .collect()
 }
 
-/// The cell of `method` (a method name of `records.methods`) under backbone `model` on pairs of
-/// `kind`.
-fn cell(records: &Records, model: usize, method: &str, kind: MapKind) -> Result<Cell> {
-    let curves = |mode| pair_curves(records, model, method, kind, mode);
+/// The cell of `row` under backbone `model` on pairs of `kind`.
+fn cell(records: &Records, model: usize, row: &Row, kind: MapKind) -> Result<Cell> {
+    let curves = |mode| pair_curves(records, model, row, kind, mode);
     cell_from_curves(
         &curves(Mode::Deletion),
         &curves(Mode::Insertion),
@@ -149,12 +144,12 @@ pub fn cell_from_curves(
 
 fn method_table(records: &Records, kind: MapKind) -> Result<MethodTable> {
     let rows = records
-        .methods
+        .rows
         .iter()
-        .map(|m| {
+        .map(|r| {
             Ok(MethodRow {
-                method: m.clone(),
-                cell: cell(records, 0, m, kind)?,
+                method: r.label(),
+                cell: cell(records, 0, r, kind)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -168,6 +163,7 @@ fn method_table(records: &Records, kind: MapKind) -> Result<MethodTable> {
 
 /// Builds all tables from complete (unsharded or merged) records.
 pub fn build(records: &Records) -> Result<Results> {
+    let fggb = Row::configured(&records.table3_method);
     let table3 = records
         .models
         .iter()
@@ -176,8 +172,8 @@ pub fn build(records: &Records) -> Result<Results> {
             Ok(BackboneRow {
                 model: m.name.clone(),
                 threshold: m.threshold,
-                similarity: cell(records, i, "fggb", MapKind::Similarity)?,
-                dissimilarity: cell(records, i, "fggb", MapKind::Dissimilarity)?,
+                similarity: cell(records, i, &fggb, MapKind::Similarity)?,
+                dissimilarity: cell(records, i, &fggb, MapKind::Dissimilarity)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -209,7 +205,7 @@ pub fn build(records: &Records) -> Result<Results> {
         experiment: records.experiment.clone(),
         config_sha256: records.config_sha256.clone(),
         models: records.models.clone(),
-        methods: records.methods.clone(),
+        methods: records.rows.iter().map(Row::label).collect(),
         perturb: records.perturb,
         steps: records.steps.clone(),
         pairs: PairCounts {

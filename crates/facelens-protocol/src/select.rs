@@ -11,7 +11,7 @@
 //! The shuffle uses SplitMix64 ([`facelens_saliency::perturb::Rng`]) with a fixed seed, so the
 //! subset is the same on every machine and in every shard.
 
-use anyhow::Result;
+use crate::error::Result;
 use facelens_eval::deletion::MapKind;
 use facelens_saliency::perturb::Rng;
 
