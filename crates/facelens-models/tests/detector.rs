@@ -172,16 +172,22 @@ fn tiny_forward_has_the_onnx_output_shapes() {
 
 #[test]
 fn cpu_kernels_match_candle_conv2d() {
-    use candle_core::Module;
     // Random weights through the strict loader's checkpoint writer.
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = tiny_checkpoint(dir.path());
-    let mut models = vec![Scrfd::load(&path, &Device::Cpu).unwrap()];
-    if let Some(det) = detector() {
-        models.push(det.model.clone());
-    }
+    check_cpu_kernels(&Scrfd::load(&path, &Device::Cpu).unwrap(), "tiny");
+}
+
+#[test]
+#[ignore = "needs ../shared"]
+fn cpu_kernels_match_candle_conv2d_on_scrfd_500m() {
+    check_cpu_kernels(&detector().model, "scrfd_500m_bnkps");
+}
+
+fn check_cpu_kernels(model: &Scrfd, what: &str) {
+    use candle_core::Module;
     let mut worst = 0f32;
-    for (i, unit) in models.iter().flat_map(|m| m.conv_units()).enumerate() {
+    for (i, unit) in model.conv_units().into_iter().enumerate() {
         for (h, w) in [(13, 17), (20, 20), (1, 2)] {
             let xs = Tensor::randn(0f32, 1.0, (2, unit.spec.in_channels, h, w), &Device::Cpu).unwrap();
             let ours = unit.forward(&xs).unwrap();
@@ -196,7 +202,7 @@ fn cpu_kernels_match_candle_conv2d() {
             worst = worst.max(d);
         }
     }
-    println!("CPU conv kernels vs candle conv2d: worst relative diff {worst:.2e}");
+    println!("CPU conv kernels vs candle conv2d ({what}): worst relative diff {worst:.2e}");
 }
 
 #[test]
