@@ -4,8 +4,8 @@
 #
 # 1. Ensures a Python venv with `tensorboard` + `pillow` exists at
 #    ${FACELENS_PY_VENV:-$HOME/.cache/facelens-venv} (created on first use).
-# 2. Runs the facelens-board tests with FACELENS_PYTHON pointing at it, so the
-#    readback test (tests/readback.rs) cannot silently skip.
+# 2. Runs the facelens-board tests with FACELENS_PYTHON pointing at it, the
+#    ignored TensorBoard readback test (tests/readback.rs) included.
 #
 # Usage: scripts/check-tensorboard.sh [--venv-only]
 set -euo pipefail
@@ -29,4 +29,4 @@ fi
 cd "$ROOT"
 FACELENS_PYTHON="$PY" \
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/facelens-target}" \
-    cargo test --release -p facelens-board -- --nocapture
+    cargo test --release -p facelens-board -- --include-ignored --nocapture

@@ -1,34 +1,30 @@
-//! End-to-end tests of the `facelens` binary on real LFW faces (skipped, with a note, when
-//! `../shared` is absent).
+//! End-to-end tests of the `facelens` binary. Those on real LFW faces need `../shared` and are
+//! ignored by default (`-- --include-ignored` runs them).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::{landmarks, lfw, repo, shared};
 
-fn shared() -> Option<PathBuf> {
-    let p = repo().join("../shared");
-    p.join("data/lfw/landmarks.csv").is_file().then_some(p)
-}
-
-/// A checkpoint folder with the default model: the one setup made, else imported here.
-fn checkpoints() -> Option<PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// A checkpoint folder with the default model: the one setup made, else imported here from
+/// `../shared`.
+fn checkpoints() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let ours = repo().join("checkpoints");
         if ours.join("w600k_mbf.safetensors").is_file() {
-            return Some(ours);
+            return ours;
         }
-        let shared = shared()?;
+        let onnx = shared("models/w600k_mbf.onnx");
         let dir = std::env::temp_dir().join(format!("facelens-cli-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        std::fs::write(dir.join("MANIFEST.toml"), "").ok()?;
-        let out = facelens(&dir, &["import", "onnx", shared.join("models/w600k_mbf.onnx").to_str()?, "--out", dir.join("w600k_mbf.safetensors").to_str()?]);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("MANIFEST.toml"), "").expect("write MANIFEST.toml");
+        let out = facelens(&dir, &["import", "onnx", onnx.to_str().unwrap(), "--out", dir.join("w600k_mbf.safetensors").to_str().unwrap()]);
         assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
-        Some(dir)
+        dir
     })
     .clone()
 }
@@ -40,26 +36,6 @@ fn facelens(checkpoints: &Path, args: &[&str]) -> Output {
         .env("CI", "1")
         .output()
         .expect("run facelens")
-}
-
-fn lfw(rel: &str) -> String {
-    shared().unwrap().join("data/lfw/images").join(rel).display().to_string()
-}
-
-fn landmarks() -> String {
-    shared().unwrap().join("data/lfw/landmarks.csv").display().to_string()
-}
-
-macro_rules! need_data {
-    () => {
-        match checkpoints() {
-            Some(c) => c,
-            None => {
-                eprintln!("skipped: ../shared not present");
-                return;
-            }
-        }
-    };
 }
 
 fn stderr(o: &Output) -> String {
@@ -86,8 +62,9 @@ fn every_command_has_help() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn verify_accepts_the_same_person_and_rejects_different_people() {
-    let ck = need_data!();
+    let ck = checkpoints();
     let lm = landmarks();
     let same = facelens(&ck, &["verify", &lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), &lfw("Abel_Pacheco/Abel_Pacheco_0004.jpg"), "--landmarks", &lm, "--json"]);
     assert!(same.status.success(), "{}", stderr(&same));
@@ -104,8 +81,9 @@ fn verify_accepts_the_same_person_and_rejects_different_people() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn unaligned_photo_without_landmarks_or_detector_is_refused_with_advice() {
-    let ck = need_data!();
+    let ck = checkpoints();
     let img = lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg");
     let o = facelens(&ck, &["verify", &img, &img, "--no-detect"]);
     assert_eq!(o.status.code(), Some(1));
@@ -117,8 +95,9 @@ fn unaligned_photo_without_landmarks_or_detector_is_refused_with_advice() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn corrupt_image_and_bad_device_are_clear_errors() {
-    let ck = need_data!();
+    let ck = checkpoints();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("broken.jpg");
     std::fs::write(&bad, b"\xff\xd8\xff\xe0 truncated jpeg").unwrap();
@@ -132,8 +111,9 @@ fn corrupt_image_and_bad_device_are_clear_errors() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn explain_writes_panel_maps_and_result() {
-    let ck = need_data!();
+    let ck = checkpoints();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ex");
     let o = facelens(
@@ -162,8 +142,9 @@ fn explain_writes_panel_maps_and_result() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn failed_explain_leaves_no_output_files() {
-    let ck = need_data!();
+    let ck = checkpoints();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ex");
     let o = facelens(&ck, &["explain", &lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), "/nonexistent.jpg", "--landmarks", &landmarks(), "--out", out.to_str().unwrap()]);
@@ -173,9 +154,10 @@ fn failed_explain_leaves_no_output_files() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
-    let ck = need_data!();
-    let full = std::fs::read_to_string(shared().unwrap().join("data/lfw/pairs.txt")).unwrap();
+    let ck = checkpoints();
+    let full = std::fs::read_to_string(shared("data/lfw/pairs.txt")).unwrap();
     // One genuine and one impostor pair from each of the 10 folds.
     let lines: Vec<&str> = full.lines().skip(1).collect();
     let mut small = String::from("10\t1\n");
@@ -189,7 +171,7 @@ fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
     let pairs = dir.path().join("pairs.txt");
     std::fs::write(&pairs, small).unwrap();
     let scores = dir.path().join("scores.csv");
-    let images = shared().unwrap().join("data/lfw/images");
+    let images = shared("data/lfw/images");
     let o = facelens(
         &ck,
         &["eval", "verify", "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap(), "--landmarks", &landmarks(), "--json", "--scores", scores.to_str().unwrap()],
@@ -226,9 +208,10 @@ fn eval_verify_runs_the_ten_fold_protocol_on_a_small_list() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn eval_xfv_scores_a_seeded_random_subset() {
-    let ck = need_data!();
-    let lfw_dir = shared().unwrap().join("data/lfw");
+    let ck = checkpoints();
+    let lfw_dir = shared("data/lfw");
     let (pairs, images, lm) = (lfw_dir.join("pairs.txt"), lfw_dir.join("images"), landmarks());
     let run_with = |extra: &[&str]| {
         let mut args = vec![
@@ -292,29 +275,25 @@ fn eval_xfv_names_a_missing_pair_list_and_an_unknown_method() {
 
 /// The full LFW View-2 protocol (6,000 pairs) must reproduce the reference accuracy of
 /// w600k_mbf (onnxruntime, same alignment: 99.45 %) within 0.10 points. A few minutes on
-/// 2 cores, so it runs when `FACELENS_FULL_LFW=1` (CI sets it).
+/// 2 cores.
 #[test]
+#[ignore = "needs ../shared; the full LFW protocol (minutes)"]
 fn full_lfw_protocol_reproduces_the_reference_accuracy() {
     full_lfw("w600k_mbf", 99.45, "W600K_MBF_LFW_THRESHOLD");
 }
 
-/// The same for SFace (onnxruntime reference on this LFW: 99.35 %), when setup fetched it.
+/// The same for SFace (onnxruntime reference on this LFW: 99.35 %).
 #[test]
+#[ignore = "needs ../shared and SFace fetched (scripts/setup.sh); the full LFW protocol (minutes)"]
 fn full_lfw_protocol_reproduces_sface_accuracy() {
     full_lfw("sface", 99.35, "SFACE_LFW_THRESHOLD");
 }
 
 fn full_lfw(model: &str, reference: f64, threshold_const: &str) {
-    if std::env::var("FACELENS_FULL_LFW").as_deref() != Ok("1") {
-        eprintln!("skipped: set FACELENS_FULL_LFW=1 to run the full LFW protocol");
-        return;
-    }
-    let ck = need_data!();
-    if !ck.join(format!("{model}.safetensors")).is_file() {
-        eprintln!("skipped: {model} not fetched (scripts/setup.sh)");
-        return;
-    }
-    let lfw_dir = shared().unwrap().join("data/lfw");
+    let ck = checkpoints();
+    let weights = ck.join(format!("{model}.safetensors"));
+    assert!(weights.is_file(), "{} is missing: run scripts/setup.sh", weights.display());
+    let lfw_dir = shared("data/lfw");
     let dir = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
     let o = facelens(

@@ -1,23 +1,22 @@
 //! End-to-end tests of `facelens train-decoder`, `reconstruct` and `probe-regions` on real faces
-//! with the committed w600k_mbf decoder (skipped, with a note, when the model or `../shared` is
-//! absent).
+//! with the committed w600k_mbf decoder. Those that need `../shared` and the fetched w600k_mbf
+//! are ignored by default (`-- --include-ignored` runs them).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::{landmarks, lfw, repo, shared};
 
-fn checkpoints() -> Option<PathBuf> {
+/// The repository's checkpoint folder, with the fetched w600k_mbf and the committed decoder.
+fn checkpoints() -> PathBuf {
     let c = repo().join("checkpoints");
-    let ok = c.join("w600k_mbf.safetensors").is_file()
-        && c.join("decoder-w600k_mbf.safetensors").is_file()
-        && repo().join("../shared/data/lfw/landmarks.csv").is_file();
-    if !ok {
-        eprintln!("skipped: w600k_mbf checkpoint, committed decoder or ../shared missing");
-    }
-    ok.then_some(c)
+    let model = c.join("w600k_mbf.safetensors");
+    assert!(model.is_file(), "{} is missing: run scripts/setup.sh", model.display());
+    let decoder = c.join("decoder-w600k_mbf.safetensors");
+    assert!(decoder.is_file(), "{} is missing: it is committed to the repository", decoder.display());
+    c
 }
 
 fn facelens(checkpoints: &Path, args: &[&str]) -> Output {
@@ -31,21 +30,14 @@ fn facelens(checkpoints: &Path, args: &[&str]) -> Output {
         .expect("run facelens")
 }
 
-fn lfw(rel: &str) -> String {
-    repo().join("../shared/data/lfw/images").join(rel).display().to_string()
-}
-
-fn landmarks() -> String {
-    repo().join("../shared/data/lfw/landmarks.csv").display().to_string()
-}
-
 fn ok(out: &Output) {
     assert!(out.status.success(), "failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
 fn reconstruct_writes_a_panel_and_scores_identity() {
-    let Some(c) = checkpoints() else { return };
+    let c = checkpoints();
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("recon");
     let (a, b) = (lfw("Aaron_Peirsol/Aaron_Peirsol_0001.jpg"), lfw("Abdullah_Gul/Abdullah_Gul_0001.jpg"));
@@ -66,8 +58,9 @@ fn reconstruct_writes_a_panel_and_scores_identity() {
 }
 
 #[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
 fn probe_regions_writes_statistics_and_a_panel() {
-    let Some(c) = checkpoints() else { return };
+    let c = checkpoints();
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("probe");
     let out = facelens(
@@ -88,8 +81,9 @@ fn probe_regions_writes_statistics_and_a_panel() {
 }
 
 #[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
 fn bad_decoder_files_are_named_in_the_error() {
-    let Some(c) = checkpoints() else { return };
+    let c = checkpoints();
     let tmp = tempfile::tempdir().unwrap();
     let garbage = tmp.path().join("garbage.safetensors");
     std::fs::write(&garbage, b"not a safetensors file").unwrap();
@@ -107,12 +101,11 @@ fn bad_decoder_files_are_named_in_the_error() {
 }
 
 #[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
 fn train_decoder_runs_the_training_entry_point() {
-    let Some(c) = checkpoints() else { return };
-    if !repo().join("../shared/data/utkface/landmarks.csv").is_file() {
-        eprintln!("skipped: UTKFace missing");
-        return;
-    }
+    let c = checkpoints();
+    // The CI config trains on UTKFace.
+    shared("data/utkface/landmarks.csv");
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let mut args: Vec<String> = vec!["train-decoder".into(), "--config".into(), "experiments/decoder-train/ci.toml".into()];
@@ -140,8 +133,9 @@ fn train_decoder_runs_the_training_entry_point() {
 }
 
 #[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
 fn explain_with_dfv_uses_the_committed_decoder() {
-    let Some(c) = checkpoints() else { return };
+    let c = checkpoints();
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("dfv");
     let (a, b) = (lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg"), lfw("Abel_Pacheco/Abel_Pacheco_0004.jpg"));
@@ -158,10 +152,6 @@ fn explain_with_dfv_uses_the_committed_decoder() {
 #[test]
 fn committed_decoder_matches_its_manifest_entry() {
     let decoder = repo().join("checkpoints/decoder-w600k_mbf.safetensors");
-    if !decoder.is_file() {
-        eprintln!("skipped: no committed decoder");
-        return;
-    }
     let manifest = std::fs::read_to_string(repo().join("checkpoints/MANIFEST.toml")).unwrap();
     let entry = manifest.split("[[decoder]]").nth(1).expect("MANIFEST.toml has a [[decoder]] entry");
     let sha = entry.lines().find_map(|l| l.strip_prefix("sha256 = ")).expect("sha256 line").trim_matches('"');

@@ -1,23 +1,15 @@
 //! Alignment parity with the reference crops in `shared/models/w600k_mbf.reference.safetensors`
-//! (insightface-style Umeyama + OpenCV `warpAffine`). Skips, with a note, when `shared/` is absent.
+//! (insightface-style Umeyama + OpenCV `warpAffine`).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use facelens_data::{align_face, decode_image, LandmarkTable};
 use safetensors::SafeTensors;
 
-fn shared_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    dir.is_dir().then_some(dir)
-}
-
 #[test]
+#[ignore = "needs ../shared"]
 fn aligned_crops_match_reference() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("note: ../shared not found; skipping the alignment parity test");
-        return;
-    };
-    let bytes = std::fs::read(shared.join("models/w600k_mbf.reference.safetensors"))
+    let bytes = std::fs::read(common::shared("models/w600k_mbf.reference.safetensors"))
         .expect("read reference");
     let (_, meta) = SafeTensors::read_metadata(&bytes).expect("safetensors header");
     let files: Vec<String> = meta
@@ -34,9 +26,9 @@ fn aligned_crops_match_reference() {
     assert_eq!(images.shape(), &[files.len(), 112, 112, 3]);
     let reference = images.data();
 
-    let data = shared.join("data");
-    let lfw = LandmarkTable::load(&data.join("lfw/landmarks.csv")).expect("lfw landmarks");
-    let utk = LandmarkTable::load(&data.join("utkface/landmarks.csv")).expect("utkface landmarks");
+    let data = common::shared("data");
+    let lfw = LandmarkTable::load(&common::shared("data/lfw/landmarks.csv")).expect("lfw landmarks");
+    let utk = LandmarkTable::load(&common::shared("data/utkface/landmarks.csv")).expect("utkface landmarks");
 
     let crop_len = 112 * 112 * 3;
     let mut per_image = Vec::new();

@@ -1,5 +1,7 @@
 //! Landmark CSVs and pair lists: good inputs parse, bad ones fail with the line that is wrong.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use facelens_data::{
@@ -9,10 +11,6 @@ use facelens_data::{
 
 const HEADER: &str = "file,status,score,box_x1,box_y1,box_x2,box_y2,lm0_x,lm0_y,lm1_x,lm1_y,lm2_x,lm2_y,lm3_x,lm3_y,lm4_x,lm4_y";
 
-fn shared_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    dir.is_dir().then_some(dir)
-}
 
 #[test]
 fn landmark_csv_parses_ok_and_nodet_rows() {
@@ -161,12 +159,9 @@ fn pairs_unknown_name_and_missing_image() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn shared_lfw_lists_are_consistent() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("note: ../shared not found; skipping the LFW list test");
-        return;
-    };
-    let lfw = shared.join("data/lfw");
+    let lfw = common::shared("data/lfw");
     let pairs = load_pairs(&lfw.join("pairs.txt")).expect("pairs.txt");
     assert_eq!(pairs.len(), 6000);
     assert_eq!(pairs.iter().filter(|p| p.genuine).count(), 3000);

@@ -3,10 +3,12 @@
 //! The reference is insightface's own pipeline (`python-package/insightface/model_zoo/scrfd.py`
 //! on onnxruntime): `../shared/data/lfw/landmarks.csv` holds the keypoints it found with the
 //! same `scrfd_500m_bnkps.onnx`, so the candle detector must reproduce them on a deterministic
-//! subset of LFW. Tests that need `../shared` print a note and pass when it is absent; the
-//! strict-loader, decoding and geometry tests run everywhere. When `FACELENS_SCRFD_REF` names a
-//! folder of onnxruntime dumps (raw head outputs for given input blobs), the raw outputs are
-//! compared too.
+//! subset of LFW. Tests that need `../shared` are ignored by default (`--include-ignored` runs
+//! them); the strict-loader, decoding and geometry tests run everywhere. Given
+//! `FACELENS_SCRFD_REF`, a folder of onnxruntime dumps (raw head outputs for given input blobs),
+//! the ignored `raw_heads_match_onnxruntime_dumps` compares the raw outputs too.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -20,37 +22,29 @@ use facelens_models::scrfd::{self, Config, Scrfd};
 use facelens_models::weights::{self, ParamLayout};
 use facelens_models::ModelError;
 
-fn shared_dir() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    p.join("models/scrfd_500m_bnkps.onnx").is_file().then(|| p.canonicalize().unwrap_or(p))
-}
-
-fn skip(test: &str) {
-    println!("{test}: skipped, ../shared (models/scrfd_500m_bnkps.onnx) is not on this machine");
-}
-
 /// Imports the shared ONNX once per test binary into a temp dir.
-fn imported() -> Option<PathBuf> {
-    static ONCE: OnceLock<Option<PathBuf>> = OnceLock::new();
+fn imported() -> PathBuf {
+    static ONCE: OnceLock<PathBuf> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let onnx = shared_dir()?.join("models/scrfd_500m_bnkps.onnx");
+        let onnx = common::shared("models/scrfd_500m_bnkps.onnx");
         let dir = std::env::temp_dir().join(format!("facelens-scrfd-test-{}", std::process::id()));
         let out = dir.join("scrfd_500m_bnkps.safetensors");
         let report = scrfd::import_onnx(&onnx, &out).expect("import of scrfd_500m_bnkps.onnx");
         assert_eq!(report.tensors, 2 * 60, "60 biased convolutions");
-        Some(out)
+        out
     })
     .clone()
 }
 
-fn detector() -> Option<&'static Detector> {
-    static ONCE: OnceLock<Option<Detector>> = OnceLock::new();
-    ONCE.get_or_init(|| Some(Detector::load(&imported()?, &Device::Cpu).expect("strict load of the import"))).as_ref()
+fn detector() -> &'static Detector {
+    static ONCE: OnceLock<Detector> = OnceLock::new();
+    ONCE.get_or_init(|| Detector::load(&imported(), &Device::Cpu).expect("strict load of the import"))
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn import_writes_scrfd_metadata_and_loads_strictly() {
-    let Some(path) = imported() else { return skip("import_writes_scrfd_metadata_and_loads_strictly") };
+    let path = imported();
     let meta = weights::read_metadata(&path).unwrap();
     assert_eq!(meta.get(META_ARCH).map(String::as_str), Some("scrfd"));
     let cfg: Config = serde_json::from_str(&meta[META_CONFIG]).unwrap();
@@ -151,12 +145,9 @@ fn strict_loader_rejects_corrupt_checkpoints() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn import_rejects_a_non_scrfd_graph() {
-    let Some(shared) = shared_dir() else { return skip("import_rejects_a_non_scrfd_graph") };
-    let recogniser = shared.join("models/w600k_mbf.onnx");
-    if !recogniser.is_file() {
-        return;
-    }
+    let recogniser = common::shared("models/w600k_mbf.onnx");
     let dir = tempfile::tempdir().unwrap();
     let err = scrfd::import_onnx(&recogniser, &dir.path().join("x.safetensors")).unwrap_err();
     assert!(matches!(err, ModelError::GraphMismatch { .. }), "{err}");
@@ -181,16 +172,22 @@ fn tiny_forward_has_the_onnx_output_shapes() {
 
 #[test]
 fn cpu_kernels_match_candle_conv2d() {
-    use candle_core::Module;
     // Random weights through the strict loader's checkpoint writer.
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = tiny_checkpoint(dir.path());
-    let mut models = vec![Scrfd::load(&path, &Device::Cpu).unwrap()];
-    if let Some(det) = detector() {
-        models.push(det.model.clone());
-    }
+    check_cpu_kernels(&Scrfd::load(&path, &Device::Cpu).unwrap(), "tiny");
+}
+
+#[test]
+#[ignore = "needs ../shared"]
+fn cpu_kernels_match_candle_conv2d_on_scrfd_500m() {
+    check_cpu_kernels(&detector().model, "scrfd_500m_bnkps");
+}
+
+fn check_cpu_kernels(model: &Scrfd, what: &str) {
+    use candle_core::Module;
     let mut worst = 0f32;
-    for (i, unit) in models.iter().flat_map(|m| m.conv_units()).enumerate() {
+    for (i, unit) in model.conv_units().into_iter().enumerate() {
         for (h, w) in [(13, 17), (20, 20), (1, 2)] {
             let xs = Tensor::randn(0f32, 1.0, (2, unit.spec.in_channels, h, w), &Device::Cpu).unwrap();
             let ours = unit.forward(&xs).unwrap();
@@ -205,7 +202,7 @@ fn cpu_kernels_match_candle_conv2d() {
             worst = worst.max(d);
         }
     }
-    println!("CPU conv kernels vs candle conv2d: worst relative diff {worst:.2e}");
+    println!("CPU conv kernels vs candle conv2d ({what}): worst relative diff {worst:.2e}");
 }
 
 #[test]
@@ -236,8 +233,9 @@ fn letterbox_and_pick_face_follow_insightface() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn black_image_has_no_face() {
-    let Some(det) = detector() else { return skip("black_image_has_no_face") };
+    let det = detector();
     let black = image::RgbImage::new(250, 250);
     assert!(det.detect(&black).unwrap().is_empty());
     let err = det.detect_face(&black).unwrap_err();
@@ -252,12 +250,12 @@ fn read_f32(path: &Path) -> Vec<f32> {
 
 /// Raw head outputs against onnxruntime dumps (`FACELENS_SCRFD_REF`, see the module doc).
 #[test]
+#[ignore = "needs ../shared and FACELENS_SCRFD_REF (a folder of onnxruntime dumps)"]
 fn raw_heads_match_onnxruntime_dumps() {
-    let Some(refdir) = std::env::var_os("FACELENS_SCRFD_REF").map(PathBuf::from) else {
-        println!("raw_heads_match_onnxruntime_dumps: skipped, FACELENS_SCRFD_REF is not set");
-        return;
-    };
-    let Some(det) = detector() else { return skip("raw_heads_match_onnxruntime_dumps") };
+    let refdir = PathBuf::from(
+        std::env::var_os("FACELENS_SCRFD_REF").expect("FACELENS_SCRFD_REF must name a folder of onnxruntime SCRFD dumps"),
+    );
+    let det = detector();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(refdir.join("manifest.json")).unwrap()).unwrap();
     let outputs: Vec<String> =
@@ -410,13 +408,12 @@ fn keypoint_agreement(det: &Detector, images: &Path, subset: &[(String, [[f32; 2
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn lfw_keypoints_agree_with_the_insightface_landmarks() {
-    let (Some(shared), Some(det)) = (shared_dir(), detector()) else {
-        return skip("lfw_keypoints_agree_with_the_insightface_landmarks");
-    };
-    let subset = landmark_subset(&shared.join("data/lfw/landmarks.csv"), 15);
+    let det = detector();
+    let subset = landmark_subset(&common::shared("data/lfw/landmarks.csv"), 15);
     assert!(subset.len() >= 500, "only {} images", subset.len());
-    let a = keypoint_agreement(det, &shared.join("data/lfw/images"), &subset, "LFW every 15th ok row");
+    let a = keypoint_agreement(det, &common::shared("data/lfw/images"), &subset, "LFW every 15th ok row");
     assert!(a.median <= 1.5, "median keypoint error {} px", a.median);
     assert!(a.no_face.len() <= a.images / 100, "{} images without a face", a.no_face.len());
 }
@@ -425,20 +422,16 @@ fn lfw_keypoints_agree_with_the_insightface_landmarks() {
 /// are so tightly cropped that at 640 the face is larger than SCRFD's biggest anchors and
 /// nothing is found.
 #[test]
+#[ignore = "needs ../shared"]
 fn utkface_keypoints_agree_at_input_320() {
-    let (Some(shared), Some(det)) = (shared_dir(), detector()) else {
-        return skip("utkface_keypoints_agree_at_input_320");
-    };
-    let csv = shared.join("data/utkface/landmarks.csv");
-    if !csv.is_file() {
-        return skip("utkface_keypoints_agree_at_input_320");
-    }
-    let subset = landmark_subset(&csv, 400);
+    let det = detector();
+    let images = common::shared("data/utkface/images");
+    let subset = landmark_subset(&common::shared("data/utkface/landmarks.csv"), 400);
     let det320 = det.clone().with_config(detect::DetectorConfig { input_size: 320, ..Default::default() });
-    let a = keypoint_agreement(&det320, &shared.join("data/utkface/images"), &subset, "UTKFace every 400th ok row");
+    let a = keypoint_agreement(&det320, &images, &subset, "UTKFace every 400th ok row");
     assert!(a.median <= 1.5, "median keypoint error {} px", a.median);
     assert!(a.no_face.len() <= a.images / 20, "{} images without a face", a.no_face.len());
     // At the default 640 the first chip has no face: callers may retry at 320.
-    let img = image::open(shared.join("data/utkface/images").join(&subset[0].0)).unwrap().to_rgb8();
+    let img = image::open(images.join(&subset[0].0)).unwrap().to_rgb8();
     println!("UTKFace {} at input 640: {} faces", subset[0].0, det.detect(&img).unwrap().len());
 }

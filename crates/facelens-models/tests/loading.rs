@@ -1,5 +1,7 @@
 //! Every bad model input gets one clear error naming the file and the problem.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -219,25 +221,17 @@ fn corrupt_onnx_files_are_refused() {
 }
 
 #[test]
+#[ignore = "needs ../shared"]
 fn onnx_of_another_architecture_is_a_graph_mismatch() {
-    let Some(shared) = shared() else {
-        eprintln!("skipped: ../shared not present");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.safetensors");
     let arch = Arch::MobileFaceNet(Config::w600k_mbf());
-    match facelens_models::backbone::import_onnx(&shared.join("models/scrfd_500m_bnkps.onnx"), &arch, &out) {
+    match facelens_models::backbone::import_onnx(&common::shared("models/scrfd_500m_bnkps.onnx"), &arch, &out) {
         Err(ModelError::GraphMismatch { .. }) | Err(ModelError::WrongShape { .. }) => {}
         Err(e) => panic!("expected GraphMismatch, got {e}"),
         Ok(_) => panic!("the detector imported as a recogniser"),
     }
     assert!(!out.exists());
-}
-
-fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    p.join("models").is_dir().then_some(p)
 }
 
 /// A Hugging Face cache layout made by the test: `hf:` references resolve offline.
