@@ -51,6 +51,23 @@ pub enum ReconError {
     Loader(String),
     #[error("cannot encode {}: {reason}", path.display())]
     Encode { path: PathBuf, reason: String },
+    /// Run directories, TensorBoard events and config overrides (the file is in the message).
+    #[error(transparent)]
+    Board(#[from] facelens_board::Error),
+    #[error("reading config {}", path.display())]
+    ConfigFile {
+        path: PathBuf,
+        #[source]
+        source: facelens_board::Error,
+    },
+    #[error("{} has no {file} to resume from", dir.display())]
+    NothingToResume { dir: PathBuf, file: &'static str },
+    #[error("{}: not a valid results file: {source}", path.display())]
+    Results {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ReconError>;
