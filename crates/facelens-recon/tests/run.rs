@@ -91,7 +91,10 @@ fn ablation_table_has_one_line_per_variant() {
         .collect();
     let md = ablation_markdown(&rows);
     assert_eq!(md.lines().count(), 4, "{md}");
-    assert!(md.contains("| pixel | 0.5000 | 25.0 % @FAR 0.1%, 50.0 % @FAR 1% |"), "{md}");
+    assert!(
+        md.contains("| pixel | 0.5000 | 25.0 % @FAR 0.1%, 50.0 % @FAR 1% |"),
+        "{md}"
+    );
     let csv = ablation_csv(&rows);
     assert_eq!(
         csv.lines().next().unwrap(),
@@ -104,21 +107,31 @@ fn ablation_table_has_one_line_per_variant() {
 fn messages_read_as_the_console_lines() {
     let m = RunMessage::NonFinite {
         step: 7,
-        outcome: StepOutcome::Skipped { reason: "loss is NaN".into() },
+        outcome: StepOutcome::Skipped {
+            reason: "loss is NaN".into(),
+        },
     };
     assert_eq!(m.to_string(), "step 7: loss is NaN; update skipped");
-    let m = RunMessage::Interrupted { step: 3, run_dir: PathBuf::from("runs/x") };
+    let m = RunMessage::Interrupted {
+        step: 3,
+        run_dir: PathBuf::from("runs/x"),
+    };
     assert_eq!(
         m.to_string(),
         "interrupted after step 3; checkpoint written. Continue with --resume runs/x"
     );
-    assert!(run::metrics_line(&metrics()).starts_with("identity cos 0.5000 ± 0.1000 | PSNR 12.50 dB"));
+    assert!(
+        run::metrics_line(&metrics()).starts_with("identity cos 0.5000 ± 0.1000 | PSNR 12.50 dB")
+    );
 }
 
 #[test]
 fn resuming_a_folder_without_a_checkpoint_names_the_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = Start::Resume(tmp.path().to_path_buf()).prepare().unwrap_err().to_string();
+    let err = Start::Resume(tmp.path().to_path_buf())
+        .prepare()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("checkpoint.safetensors"), "{err}");
 }
 
@@ -148,12 +161,16 @@ impl TrainObserver for Recorder {
         self.evaluated = true;
     }
     fn should_stop(&self) -> bool {
-        self.stop_after.is_some_and(|n| self.steps.len() as u64 >= n)
+        self.stop_after
+            .is_some_and(|n| self.steps.len() as u64 >= n)
     }
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 #[test]
@@ -165,7 +182,10 @@ fn an_observer_sees_every_phase_and_can_stop_a_run_with_a_checkpoint() {
         "../shared/data/utkface/landmarks.csv",
         "../shared/data/lfw/pairs.txt",
     ] {
-        assert!(root.join(need).is_file(), "{need} is missing: run scripts/setup.sh");
+        assert!(
+            root.join(need).is_file(),
+            "{need} is missing: run scripts/setup.sh"
+        );
     }
     // Config paths are relative to the repository root.
     std::env::set_current_dir(&root).unwrap();
@@ -189,14 +209,28 @@ fn an_observer_sees_every_phase_and_can_stop_a_run_with_a_checkpoint() {
         overrides: overrides.clone(),
     };
 
-    let mut stopped = Recorder { stop_after: Some(2), ..Default::default() };
-    let out = run::train(start().prepare().unwrap(), &Device::Cpu, "cpu", &mut stopped).unwrap();
+    let mut stopped = Recorder {
+        stop_after: Some(2),
+        ..Default::default()
+    };
+    let out = run::train(
+        start().prepare().unwrap(),
+        &Device::Cpu,
+        "cpu",
+        &mut stopped,
+    )
+    .unwrap();
     assert!(!out.completed);
     assert_eq!(stopped.steps, vec![0, 1]);
     assert!(!stopped.evaluated && !out.run_dir.join(run::RESULTS_FILE).exists());
-    assert!(stopped.messages.last().unwrap().starts_with("interrupted after step 2"));
-    let ck = facelens_recon::Checkpoint::load(&out.run_dir.join(run::CHECKPOINT_FILE), &Device::Cpu)
-        .unwrap();
+    assert!(stopped
+        .messages
+        .last()
+        .unwrap()
+        .starts_with("interrupted after step 2"));
+    let ck =
+        facelens_recon::Checkpoint::load(&out.run_dir.join(run::CHECKPOINT_FILE), &Device::Cpu)
+            .unwrap();
     assert_eq!(ck.meta.step, 2);
 
     let mut resumed = Recorder::default();

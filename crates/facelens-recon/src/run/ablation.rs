@@ -39,8 +39,13 @@ impl AblationConfig {
         if self.variants.is_empty() {
             return Err(ReconError::Config("no [[variants]]".into()));
         }
-        if let Some(name) = only.iter().find(|n| !self.variants.iter().any(|v| &v.name == *n)) {
-            return Err(ReconError::Config(format!("--only {name}: no such variant")));
+        if let Some(name) = only
+            .iter()
+            .find(|n| !self.variants.iter().any(|v| &v.name == *n))
+        {
+            return Err(ReconError::Config(format!(
+                "--only {name}: no such variant"
+            )));
         }
         if !self.base.is_file() {
             let base = self.base.display();
@@ -97,7 +102,10 @@ fn pct(rates: &[(String, f64)]) -> String {
     rates
         .iter()
         .map(|(k, r)| {
-            let name = k.replace("far_", "FAR ").replace("pct", "%").replace("0_1", "0.1");
+            let name = k
+                .replace("far_", "FAR ")
+                .replace("pct", "%")
+                .replace("0_1", "0.1");
             format!("{:.1} % @{name}", 100.0 * r)
         })
         .collect::<Vec<_>>()

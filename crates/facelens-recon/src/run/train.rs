@@ -123,14 +123,11 @@ pub fn train(
     let resuming = resume.is_some();
     let run_path = match resume {
         Some(p) => p,
-        None => RunDir::create_with_device(
-            Path::new(&cfg.runs_root),
-            EXPERIMENT,
-            &text,
-            device_label,
-        )?
-        .path()
-        .to_path_buf(),
+        None => {
+            RunDir::create_with_device(Path::new(&cfg.runs_root), EXPERIMENT, &text, device_label)?
+                .path()
+                .to_path_buf()
+        }
     };
     observer.on_message(&RunMessage::RunDir(run_path.clone()));
 
@@ -311,8 +308,8 @@ impl Session {
             if cfg.log.checkpoint_every > 0 && done % cfg.log.checkpoint_every == 0 {
                 self.trainer.save_checkpoint(&ckpt)?;
                 if cfg.log.keep_checkpoints {
-                    let bytes =
-                        std::fs::read(&ckpt).map_err(|e| ReconError::io(&ckpt, "cannot read", e))?;
+                    let bytes = std::fs::read(&ckpt)
+                        .map_err(|e| ReconError::io(&ckpt, "cannot read", e))?;
                     let keep = self
                         .run_path
                         .join("checkpoints")
