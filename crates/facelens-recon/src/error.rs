@@ -52,13 +52,14 @@ pub enum ReconError {
     #[error("cannot encode {}: {reason}", path.display())]
     Encode { path: PathBuf, reason: String },
     /// Run directories, TensorBoard events and config overrides (the file is in the message).
+    /// Boxed: the board's error is large, and every `Result` of this crate carries the variant.
     #[error(transparent)]
-    Board(#[from] facelens_board::Error),
+    Board(Box<facelens_board::Error>),
     #[error("reading config {}", path.display())]
     ConfigFile {
         path: PathBuf,
         #[source]
-        source: facelens_board::Error,
+        source: Box<facelens_board::Error>,
     },
     #[error("{} has no {file} to resume from", dir.display())]
     NothingToResume { dir: PathBuf, file: &'static str },
@@ -71,6 +72,12 @@ pub enum ReconError {
 }
 
 pub type Result<T> = std::result::Result<T, ReconError>;
+
+impl From<facelens_board::Error> for ReconError {
+    fn from(e: facelens_board::Error) -> Self {
+        ReconError::Board(Box::new(e))
+    }
+}
 
 impl ReconError {
     pub(crate) fn io(

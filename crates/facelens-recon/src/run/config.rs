@@ -119,7 +119,7 @@ impl ExperimentConfig {
         )
         .map_err(|source| ReconError::ConfigFile {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(LoadedConfig {
             config: resolved.value,
