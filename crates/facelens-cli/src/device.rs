@@ -1,8 +1,9 @@
 //! `--device auto|cpu|cuda[:N]`.
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
+use candle_core::{Device, DeviceLocation};
 
+// TODO(merge): facelens_core::device
 pub fn select(spec: &str) -> Result<Device> {
     match spec {
         "cpu" => Ok(Device::Cpu),
@@ -28,5 +29,15 @@ pub fn select(spec: &str) -> Result<Device> {
             Device::new_cuda(ordinal).with_context(|| format!("--device {s}: cannot open CUDA device {ordinal}"))
         }
         other => bail!("--device `{other}`: expected auto, cpu, cuda or cuda:N"),
+    }
+}
+
+// TODO(merge): facelens_core::device
+/// `cpu`, `cuda:N` or `metal:N`, as run directories record it.
+pub fn describe(d: &Device) -> String {
+    match d.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }

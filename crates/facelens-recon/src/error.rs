@@ -51,9 +51,33 @@ pub enum ReconError {
     Loader(String),
     #[error("cannot encode {}: {reason}", path.display())]
     Encode { path: PathBuf, reason: String },
+    /// Run directories, TensorBoard events and config overrides (the file is in the message).
+    /// Boxed: the board's error is large, and every `Result` of this crate carries the variant.
+    #[error(transparent)]
+    Board(Box<facelens_board::Error>),
+    #[error("reading config {}", path.display())]
+    ConfigFile {
+        path: PathBuf,
+        #[source]
+        source: Box<facelens_board::Error>,
+    },
+    #[error("{} has no {file} to resume from", dir.display())]
+    NothingToResume { dir: PathBuf, file: &'static str },
+    #[error("{}: not a valid results file: {source}", path.display())]
+    Results {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ReconError>;
+
+impl From<facelens_board::Error> for ReconError {
+    fn from(e: facelens_board::Error) -> Self {
+        ReconError::Board(Box::new(e))
+    }
+}
 
 impl ReconError {
     pub(crate) fn io(

@@ -15,8 +15,10 @@
 //! * [`metrics`], [`eval`]: PSNR, SSIM, identity cosine and verification success rates.
 //! * [`probe`]: per-dimension region maps, per-region statistics and panels.
 //! * [`dfv`]: the DFV explainer (`facelens_saliency::Explainer`) built on the probe.
+//! * [`run`]: a whole training run (config, loop, checkpoints, evaluation, probing, run
+//!   directory files), reporting progress through [`run::TrainObserver`].
 //!
-//! The library never prints; the `decoder-train` experiment owns logging and progress bars.
+//! The library never prints; binaries own logging and progress bars through the observer.
 
 pub mod adamw;
 pub mod checkpoint;
@@ -30,6 +32,7 @@ pub mod losses;
 pub mod metrics;
 pub mod probe;
 pub mod rng;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 
@@ -43,4 +46,5 @@ pub use dfv::Dfv;
 pub use error::{ReconError, Result};
 pub use eval::{evaluate, NamedThreshold, ReconMetrics};
 pub use losses::{FrozenBackbone, IdentityBackend, LossConfig, ModelInput};
+pub use run::{TrainObserver, TrainResults};
 pub use trainer::{StepOutcome, StepReport, TrainConfig, Trainer};

@@ -1,5 +1,7 @@
 //! `decoder-train`: trains the feature-to-face decoder, evaluates it on held-out LFW faces and
-//! probes which embedding dimensions encode which facial regions (DESIGN §9, §10).
+//! probes which embedding dimensions encode which facial regions (DESIGN §9, §10). The run itself
+//! is `facelens_recon::run`; this binary parses flags, turns Ctrl-C into a checkpointed stop and
+//! draws progress.
 //!
 //! ```text
 //! decoder-train --config experiments/decoder-train/ci.toml [--set key=value]... [--device cpu]
@@ -8,11 +10,18 @@
 //! decoder-train eval --run runs/decoder-train/<run> [--faces 50]   # e.g. after Ctrl-C
 //! ```
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, DeviceLocation};
 use clap::{Parser, Subcommand};
-use decoder_train::{evaluate, probe, train};
+use facelens_recon::run::{self, ExperimentConfig, Phase, RunMessage, Start, TrainObserver};
+use facelens_recon::{EvalFace, ReconMetrics, StepReport};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -73,37 +82,143 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Probe {
-            run,
-            checkpoint,
-            faces,
-            out,
-            device,
-        }) => probe::run(
-            &run,
-            checkpoint.as_deref(),
-            faces,
-            out.as_deref(),
-            device.as_deref(),
-        ),
-        Some(Command::Eval {
-            run,
-            checkpoint,
-            faces,
-            device,
-        }) => evaluate::run(&run, checkpoint.as_deref(), faces, device.as_deref()),
+        Some(Command::Probe { run, checkpoint, faces, out, device }) => {
+            probe(&run, checkpoint.as_deref(), faces, out.as_deref(), device.as_deref())
+        }
+        Some(Command::Eval { run, checkpoint, faces, device }) => eval(&run, checkpoint.as_deref(), faces, device.as_deref()),
         None => {
             let start = match (cli.resume, cli.config) {
-                (Some(dir), _) => train::Start::Resume(dir),
-                (None, Some(config)) => train::Start::Fresh {
-                    config,
-                    overrides: cli.set,
-                },
-                (None, None) => anyhow::bail!(
-                    "--config FILE or --resume RUN_DIR is required (or use the `probe` subcommand)"
-                ),
+                (Some(dir), _) => Start::Resume(dir),
+                (None, Some(config)) => Start::Fresh { config, overrides: cli.set },
+                (None, None) => bail!("--config FILE or --resume RUN_DIR is required (or use the `probe` subcommand)"),
             };
-            train::run(start, cli.device.as_deref()).map(|_| ())
+            let prepared = start.prepare()?;
+            let device = parse_device(cli.device.as_deref().unwrap_or(&prepared.config().device))?;
+            run::train(prepared, &device, &describe_device(&device), &mut Console::new()?)?;
+            Ok(())
         }
+    }
+}
+
+/// An existing run's config, the device it asks for (or `device`), and `n(config)` LFW faces.
+fn open_run(run_dir: &Path, device: Option<&str>, n: impl Fn(&ExperimentConfig) -> usize) -> Result<(ExperimentConfig, Device, Vec<EvalFace>)> {
+    let cfg = ExperimentConfig::load(&run_dir.join("config.toml"), &[])?.config;
+    let device = parse_device(device.unwrap_or(&cfg.device))?;
+    let n = n(&cfg).max(1);
+    let faces = run::lfw_faces(&cfg.lfw, n)?;
+    if faces.len() < n {
+        eprintln!("note: only {} usable LFW genuine pairs (asked for {n})", faces.len());
+    }
+    Ok((cfg, device, faces))
+}
+
+fn eval(run_dir: &Path, checkpoint: Option<&Path>, faces: Option<usize>, device: Option<&str>) -> Result<()> {
+    let weights = run::eval_weights(run_dir, checkpoint);
+    let (cfg, device, faces) = open_run(run_dir, device, |c| faces.unwrap_or(c.eval.faces))?;
+    eprintln!("evaluating {} on {} LFW faces ({})", weights.display(), faces.len(), describe_device(&device));
+    let saved = run::evaluate_saved(&cfg, run_dir, &weights, &faces, &device)?;
+    println!("{}", run::metrics_line(&saved.report.eval));
+    eprintln!("wrote {}", saved.json.display());
+    Ok(())
+}
+
+fn probe(run_dir: &Path, checkpoint: Option<&Path>, faces: Option<usize>, out: Option<&Path>, device: Option<&str>) -> Result<()> {
+    let weights = run::probe_weights(run_dir, checkpoint);
+    let (cfg, device, faces) = open_run(run_dir, device, |c| faces.unwrap_or(c.probe.faces))?;
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| run_dir.join("probe"));
+    eprintln!("probing {} LFW faces with {} on {}", faces.len(), weights.display(), describe_device(&device));
+    let bar = progress_bar(faces.len() as u64, "probe {bar:30} {pos}/{len} faces (eta {eta})");
+    let stats = run::probe_saved(&cfg, &weights, &faces, &out, &device, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    for r in &stats.regions {
+        let dims: Vec<String> = r.top.iter().take(5).map(|d| format!("{} ({:.1}%)", d.dim, 100.0 * d.mean_mass)).collect();
+        println!("{:<11} area {:>5.1}%  top: {}", r.region, 100.0 * r.area_fraction, dims.join(", "));
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Progress bars and messages on stderr, the final metrics on stdout. Ctrl-C sets `stop`: the
+/// run writes a checkpoint after the current step and ends.
+struct Console {
+    bar: ProgressBar,
+    phase: Option<Phase>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Console {
+    /// Installs the Ctrl-C handler (once per process).
+    fn new() -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+        Ok(Self { bar: ProgressBar::hidden(), phase: None, stop })
+    }
+}
+
+impl TrainObserver for Console {
+    fn on_message(&mut self, message: &RunMessage) {
+        self.bar.suspend(|| eprintln!("{message}"));
+    }
+    fn on_progress(&mut self, phase: Phase, done: u64, total: u64) {
+        if self.phase != Some(phase) {
+            self.bar.finish_and_clear();
+            self.bar = progress_bar(total, match phase {
+                Phase::Embed => "embed {bar:30} {pos}/{len} crops (eta {eta})",
+                Phase::Train => "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+                Phase::Probe => "probe {bar:30} {pos}/{len} faces (eta {eta})",
+            });
+            self.phase = Some(phase);
+        }
+        self.bar.set_position(done);
+    }
+    fn on_step(&mut self, r: &StepReport, images_per_second: f64) {
+        self.bar.set_message(format!("loss {:.4} {:.1} img/s", r.loss, images_per_second));
+    }
+    fn on_eval(&mut self, metrics: &ReconMetrics) {
+        self.bar.finish_and_clear();
+        self.phase = None;
+        println!("{}", run::metrics_line(metrics));
+    }
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+// TODO(merge): facelens_board::progress::bar
+/// A progress bar on interactive terminals only (hidden when `CI` is set or stderr is piped).
+fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    if std::env::var_os("CI").is_some() || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
+// TODO(merge): facelens_core::device
+/// `auto` (CUDA when this build and machine have it), `cpu`, `cuda` or `cuda:N`.
+fn parse_device(spec: &str) -> Result<Device> {
+    let gpu = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "auto" => return Ok(Device::cuda_if_available(0)?),
+        "cuda" => 0,
+        s => s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`"))?,
+    };
+    if !candle_core::utils::cuda_is_available() {
+        bail!("device `{spec}`: this binary was built without CUDA; rebuild with `--features cuda` or use --device cpu");
+    }
+    Device::new_cuda(gpu).with_context(|| format!("cannot open CUDA device {gpu}"))
+}
+
+// TODO(merge): facelens_core::device
+fn describe_device(d: &Device) -> String {
+    match d.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }

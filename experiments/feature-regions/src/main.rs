@@ -15,11 +15,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use candle_core::{Device, DeviceLocation};
 use clap::Parser;
-use decoder_train::probe::{probe_faces, split_faces, PANEL_PNG};
-use decoder_train::setup::{describe_device, parse_device};
 use facelens_board::RunDir;
-use facelens_recon::probe::{ProbeStats, REGIONS};
+use facelens_recon::run::{dominant_regions, probe_faces, regions_summary, split_faces, PANEL_PNG};
 use serde::{Deserialize, Serialize};
 
 const EXPERIMENT: &str = "feature-regions";
@@ -62,49 +61,16 @@ struct ProbeConfig {
     batch: usize,
 }
 
-/// Per dimension: the region it concentrates on most, and how strongly.
-#[derive(Debug, Clone, Serialize)]
-struct Dominant {
-    dim: usize,
-    region: &'static str,
-    /// Share of the dimension's effect in that region / the region's share of the crop.
-    concentration: f64,
-    share: f64,
-}
-
-fn dominant_regions(stats: &ProbeStats) -> Vec<Dominant> {
-    let r = REGIONS.len();
-    (0..stats.dim)
-        .map(|k| {
-            let (j, conc) = (0..r)
-                .map(|j| (j, stats.mass_mean[k * r + j] / stats.regions[j].area_fraction.max(1e-12)))
-                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-                .unwrap_or((r - 1, 0.0));
-            Dominant { dim: k, region: stats.regions[j].region, concentration: conc, share: stats.mass_mean[k * r + j] }
-        })
-        .collect()
-}
-
-/// The markdown summary: per region, its area, how many dimensions concentrate on it most, and
-/// its most concentrated dimensions.
-fn summary(stats: &ProbeStats, dominant: &[Dominant], top_k: usize) -> String {
-    let mut s = format!(
-        "{} LFW faces, {} dimensions. Concentration = share of a dimension's effect in the region / the region's share of the crop (1 = no preference).\n\n| region | area % | dims dominant here | top dimensions (concentration) |\n|---|---|---|---|\n",
-        stats.faces, stats.dim
-    );
-    for reg in &stats.regions {
-        let count = dominant.iter().filter(|d| d.region == reg.region).count();
-        let top: Vec<String> = reg.top.iter().take(top_k).map(|d| format!("{} ({:.2})", d.dim, d.concentration)).collect();
-        s.push_str(&format!("| {} | {:.1} | {} | {} |\n", reg.region, 100.0 * reg.area_fraction, count, top.join(", ")));
-    }
-    let mut strongest: Vec<&Dominant> = dominant.iter().collect();
-    strongest.sort_by(|a, b| b.concentration.total_cmp(&a.concentration).then(a.dim.cmp(&b.dim)));
-    s.push_str("\nMost concentrated dimensions overall: ");
-    s.push_str(
-        &strongest.iter().take(12).map(|d| format!("{} -> {} ({:.2})", d.dim, d.region, d.concentration)).collect::<Vec<_>>().join(", "),
-    );
-    s.push('\n');
-    s
+/// The run's `results.json`.
+#[derive(Serialize)]
+struct Results<'a> {
+    experiment: &'a str,
+    decoder: &'a PathBuf,
+    faces: usize,
+    seconds: f64,
+    seconds_per_face: f64,
+    dominant_counts: &'a BTreeMap<&'a str, usize>,
+    regions: &'a [facelens_recon::probe::RegionStats],
 }
 
 fn main() -> Result<()> {
@@ -130,10 +96,10 @@ fn main() -> Result<()> {
 
     let t0 = std::time::Instant::now();
     let (names, crops) = split_faces(&faces);
-    let stats = probe_faces(&decoder, &model, &names, &crops, cfg.probe.top_k, cfg.probe.batch, run.path())?;
+    let stats = probe_faces(&decoder, &model, &names, &crops, cfg.probe.top_k, cfg.probe.batch, run.path(), &mut |_, _| {})?;
     let seconds = t0.elapsed().as_secs_f64();
     let dominant = dominant_regions(&stats);
-    let text = summary(&stats, &dominant, cfg.probe.top_k);
+    let text = regions_summary(&stats, &dominant, cfg.probe.top_k);
     facelens_board::run_dir::write_atomic(&run.path().join("summary.md"), text.as_bytes())?;
     run.write_json("dominant_regions.json", &dominant)?;
 
@@ -154,16 +120,40 @@ fn main() -> Result<()> {
     let conc: Vec<f32> = dominant.iter().map(|d| d.concentration as f32).collect();
     tb.add_histogram("dominant_concentration", &conc, 0)?;
     tb.close()?;
-    run.write_results(&serde_json::json!({
-        "experiment": EXPERIMENT,
-        "decoder": cfg.decoder,
-        "faces": stats.faces,
-        "seconds": seconds,
-        "seconds_per_face": seconds / stats.faces.max(1) as f64,
-        "dominant_counts": counts,
-        "regions": stats.regions,
-    }))?;
+    run.write_results(&Results {
+        experiment: EXPERIMENT,
+        decoder: &cfg.decoder,
+        faces: stats.faces,
+        seconds,
+        seconds_per_face: seconds / stats.faces.max(1) as f64,
+        dominant_counts: &counts,
+        regions: &stats.regions,
+    })?;
     println!("{text}");
     eprintln!("wrote {}", run.path().display());
     Ok(())
+}
+
+// TODO(merge): facelens_core::device
+/// `auto` (CUDA when this build and machine have it), `cpu`, `cuda` or `cuda:N`.
+fn parse_device(spec: &str) -> Result<Device> {
+    let gpu = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "auto" => return Ok(Device::cuda_if_available(0)?),
+        "cuda" => 0,
+        s => s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`"))?,
+    };
+    if !candle_core::utils::cuda_is_available() {
+        bail!("device `{spec}`: this binary was built without CUDA; rebuild with `--features cuda` or use --device cpu");
+    }
+    Device::new_cuda(gpu).with_context(|| format!("cannot open CUDA device {gpu}"))
+}
+
+// TODO(merge): facelens_core::device
+fn describe_device(d: &Device) -> String {
+    match d.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }

@@ -1,16 +1,21 @@
 //! `facelens train-decoder`, `facelens reconstruct`, `facelens probe-regions`: the
 //! feature-to-face decoder (DESIGN §9) from the command line.
 //!
-//! Training is the `decoder-train` entry point (configs in `experiments/decoder-*`); the other two
-//! commands take any face photos, align them like `facelens explain` does, and write PNG panels.
+//! Training is `facelens_recon::run`, as in the `decoder-train` experiment (configs in
+//! `experiments/decoder-*`); the other two commands take any face photos, align them like
+//! `facelens explain` does, and write PNG panels.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 use facelens_models::preprocess::{cosine, l2_normalise};
 use facelens_recon::eval::{pair_grid, reconstruct};
+use facelens_recon::run::{self, Phase, RunMessage, Start, TrainObserver};
+use indicatif::ProgressBar;
 
 use crate::faces::{FaceArgs, FaceLoader};
 use crate::output::{write_json, write_png};
@@ -64,16 +69,55 @@ pub struct ProbeRegionsArgs {
 /// `device` is the global `--device` flag: `auto` defers to the config's `device`.
 pub fn train(a: TrainDecoderArgs, device: &str) -> Result<()> {
     let start = match (a.resume, a.config) {
-        (Some(dir), _) => decoder_train::train::Start::Resume(dir),
-        (None, Some(config)) => decoder_train::train::Start::Fresh { config, overrides: a.set },
+        (Some(dir), _) => Start::Resume(dir),
+        (None, Some(config)) => Start::Fresh { config, overrides: a.set },
         (None, None) => bail!("--config FILE or --resume RUN_DIR is required"),
     };
-    let device = (device != "auto").then_some(device);
-    let outcome = decoder_train::train::run(start, device)?;
+    let prepared = start.prepare()?;
+    let device = crate::device::select(if device == "auto" { prepared.config().device.as_str() } else { device })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    let mut console = Console { bar: ProgressBar::hidden(), phase: None, stop };
+    let outcome = run::train(prepared, &device, &crate::device::describe(&device), &mut console)?;
     if !outcome.completed {
         eprintln!("continue with: facelens train-decoder --resume {}", outcome.run_dir.display());
     }
     Ok(())
+}
+
+/// Progress bars and messages of a training run on stderr, its metrics on stdout; Ctrl-C
+/// stops it after the current step with a checkpoint.
+struct Console {
+    bar: ProgressBar,
+    phase: Option<Phase>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TrainObserver for Console {
+    fn on_message(&mut self, message: &RunMessage) {
+        self.bar.suspend(|| eprintln!("{message}"));
+    }
+    fn on_progress(&mut self, phase: Phase, done: u64, total: u64) {
+        if self.phase != Some(phase) {
+            self.bar.finish_and_clear();
+            let what = match phase {
+                Phase::Embed => "embedding",
+                Phase::Train => "training",
+                Phase::Probe => "probing",
+            };
+            self.bar = crate::progress::bar(total, what);
+            self.phase = Some(phase);
+        }
+        self.bar.set_position(done);
+    }
+    fn on_eval(&mut self, metrics: &facelens_recon::ReconMetrics) {
+        self.bar.finish_and_clear();
+        println!("{}", run::metrics_line(metrics));
+    }
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
 }
 
 struct Loaded {
@@ -162,11 +206,13 @@ pub fn reconstruct_cmd(a: DecoderIoArgs, device: &Device) -> Result<()> {
 
 pub fn probe_regions(a: ProbeRegionsArgs, device: &Device) -> Result<()> {
     let l = load(&a.io, device)?;
-    let stats = decoder_train::probe::probe_faces(&l.decoder, &l.model, &l.names, &l.crops, a.top_k, a.io.batch, &a.io.out)?;
+    let bar = crate::progress::bar(l.crops.len() as u64, "probing");
+    let stats = run::probe_faces(&l.decoder, &l.model, &l.names, &l.crops, a.top_k, a.io.batch, &a.io.out, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
     for r in &stats.regions {
         let dims: Vec<String> = r.top.iter().take(5).map(|d| format!("{} ({:.1}%)", d.dim, 100.0 * d.mean_mass)).collect();
         println!("{:<11} area {:>5.1}%  top: {}", r.region, 100.0 * r.area_fraction, dims.join(", "));
     }
-    eprintln!("wrote {}", a.io.out.join(decoder_train::probe::PANEL_PNG).display());
+    eprintln!("wrote {}", a.io.out.join(run::PANEL_PNG).display());
     Ok(())
 }

@@ -1,16 +1,21 @@
-//! The experiment's TOML config. Every tunable key is spelled out in `ci.toml` and
-//! `default.toml`, so `--set key=value` can override any of them (facelens-board refuses keys
-//! that are not in the base config, catching typos).
+//! The decoder training run's TOML config (`experiments/decoder-train/*.toml`). Every tunable key
+//! is spelled out in `ci.toml` and `default.toml`, so `--set key=value` can override any of them
+//! (facelens-board refuses keys that are not in the base config, catching typos).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use facelens_recon::{DecoderConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
+
+use crate::decoder::DecoderConfig;
+use crate::error::{ReconError, Result};
+use crate::eval::NamedThreshold;
+use crate::trainer::TrainConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
-    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+pub struct ExperimentConfig {
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (the binary turns it into a device).
     pub device: String,
     /// Backbone: a zoo name (`w600k_mbf`) or a `.safetensors` path.
     pub model: String,
@@ -75,11 +80,11 @@ pub struct EvalConfig {
 }
 
 impl EvalConfig {
-    /// The thresholds in the form `facelens_recon::evaluate` takes.
-    pub fn named_thresholds(&self) -> Vec<facelens_recon::NamedThreshold> {
+    /// The thresholds in the form [`crate::evaluate`] takes.
+    pub fn named_thresholds(&self) -> Vec<NamedThreshold> {
         self.thresholds
             .iter()
-            .map(|(name, value)| facelens_recon::NamedThreshold {
+            .map(|(name, value)| NamedThreshold {
                 name: name.clone(),
                 value: *value,
             })
@@ -96,4 +101,29 @@ pub struct ProbeConfig {
     pub top_k: usize,
     /// Perturbed embeddings per decoder pass.
     pub batch: usize,
+}
+
+/// A config with its overrides applied, and its resolved TOML text (what `config.toml` holds).
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: ExperimentConfig,
+    pub text: String,
+}
+
+impl ExperimentConfig {
+    /// Reads `path` with `--set key=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig> {
+        let resolved = facelens_board::config::load::<ExperimentConfig, _, _>(
+            path,
+            overrides.iter().map(String::as_str),
+        )
+        .map_err(|source| ReconError::ConfigFile {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        Ok(LoadedConfig {
+            config: resolved.value,
+            text: resolved.text,
+        })
+    }
 }

@@ -1,0 +1,122 @@
+//! Inputs of a run: held-out LFW faces, the cached training embeddings, and `losses.csv`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use facelens_data::{load_pairs, LandmarkTable};
+use facelens_models::FaceModel;
+
+use crate::checkpoint::write_atomic;
+use crate::data::{lfw_genuine_faces, EmbeddingTable, EvalFace, FaceSource};
+use crate::error::{ReconError, Result};
+use crate::trainer::{StepOutcome, StepReport};
+
+use super::config::LfwConfig;
+
+/// The first `n` LFW genuine pairs (one per person) as held-out faces; fewer when the pairs
+/// file has fewer usable pairs (callers compare the length with `n`).
+pub fn lfw_faces(lfw: &LfwConfig, n: usize) -> Result<Vec<EvalFace>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let table = LandmarkTable::load(Path::new(&lfw.landmarks))?;
+    let pairs = load_pairs(Path::new(&lfw.pairs))?;
+    lfw_genuine_faces(Path::new(&lfw.images), &table, &pairs, n)
+}
+
+/// Why cached embeddings were not used.
+pub(crate) enum Cached {
+    Hit(EmbeddingTable),
+    Stale,
+    Missing,
+}
+
+/// Embeddings cached at `path` if they were computed from exactly these crops (a resumed run).
+pub(crate) fn cached_embeddings(
+    path: &Path,
+    source: &dyn FaceSource,
+    need_grey: bool,
+) -> Result<Cached> {
+    if !path.is_file() {
+        return Ok(Cached::Missing);
+    }
+    let t = EmbeddingTable::load(path)?;
+    let same = t.len() == source.len() && (0..source.len()).all(|i| t.names[i] == source.name(i));
+    Ok(if same && (!need_grey || t.grey.is_some()) {
+        Cached::Hit(t)
+    } else {
+        Cached::Stale
+    })
+}
+
+/// Embeds every training crop once and saves the table to `path`.
+pub(crate) fn compute_embeddings(
+    path: &Path,
+    source: &dyn FaceSource,
+    model: &FaceModel,
+    need_grey: bool,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EmbeddingTable> {
+    let table = EmbeddingTable::compute(source, model, need_grey, batch, progress)?;
+    table.save(path)?;
+    Ok(table)
+}
+
+/// Appends one line per step to `losses.csv`; on resume, rows of steps that the checkpoint does
+/// not cover are dropped first (they will be recomputed identically).
+pub(crate) struct LossLog {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl LossLog {
+    pub(crate) fn open(path: &Path, resume_step: u64) -> Result<Self> {
+        let header = "step,loss,pixel,identity,ssim,lr,grad_norm,outcome\n";
+        let mut kept = header.to_string();
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let covered = text.lines().skip(1).filter(|l| {
+                l.split(',')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|s| s < resume_step)
+            });
+            for row in covered {
+                kept.push_str(row);
+                kept.push('\n');
+            }
+        }
+        write_atomic(path, kept.as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| ReconError::io(path, "cannot open", e))?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn write(&mut self, r: &StepReport) -> Result<()> {
+        let opt = |v: Option<f64>| v.map(|x| format!("{x:.9e}")).unwrap_or_default();
+        let outcome = match &r.outcome {
+            StepOutcome::Updated => "updated".to_string(),
+            StepOutcome::Skipped { .. } => "skipped".to_string(),
+            StepOutcome::Recovered { lr_scale, .. } => format!("recovered(lr_scale={lr_scale})"),
+        };
+        writeln!(
+            self.file,
+            "{},{:.9e},{},{},{},{:.9e},{},{}",
+            r.step,
+            r.loss,
+            opt(r.pixel),
+            opt(r.identity),
+            opt(r.ssim),
+            r.lr,
+            opt(r.grad_norm),
+            outcome
+        )
+        .map_err(|e| ReconError::io(&self.path, "cannot append to", e))
+    }
+}
