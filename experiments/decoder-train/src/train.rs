@@ -14,7 +14,7 @@ use facelens_models::preprocess::l2_normalise;
 use facelens_models::FaceModel;
 use facelens_recon::eval::{pair_grid, reconstruct};
 use facelens_recon::{
-    evaluate, AlignedFiles, BatchLoader, BatchPlan, EmbeddingTable, EvalFace, FaceSource,
+    evaluate, AlignedFiles, BatchLoader, BatchPlan, CropSource, EmbeddingTable, EvalFace,
     FrozenBackbone, StepOutcome, TrainData, Trainer,
 };
 
@@ -61,7 +61,7 @@ pub enum Start {
 fn embeddings(
     cfg: &Config,
     run: &Path,
-    source: &dyn FaceSource,
+    source: &dyn CropSource,
     model: &FaceModel,
 ) -> Result<EmbeddingTable> {
     let path = run.join(EMBEDDINGS_FILE);
