@@ -32,6 +32,7 @@ mod error;
 pub mod histogram;
 mod hparams;
 pub mod machine;
+pub mod progress;
 pub mod proto;
 pub mod reader;
 pub mod record;

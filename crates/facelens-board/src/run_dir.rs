@@ -9,7 +9,7 @@
 //! `create_dir` (which fails if it exists) and on collision `-2`, `-3`, ...
 //! are appended, which is race-free even across processes.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -251,23 +251,10 @@ fn validate_component(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` via a synced temp file in the same directory and
-/// a rename, so readers see either the old or the new complete file.
+/// Writes `bytes` to `path` atomically ([`facelens_core::write_atomic`]): readers see either
+/// the old or the new complete file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    facelens_core::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

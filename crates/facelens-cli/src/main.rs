@@ -1,10 +1,8 @@
 //! `facelens`: explainable face recognition from the command line.
 
 mod cmd;
-mod device;
 mod faces;
 mod output;
-mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -47,7 +45,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = device::select(&cli.device).and_then(|device| match cli.command {
+    let result = open_device(&cli.device).and_then(|device| match cli.command {
         Command::Import(c) => cmd::import::run(c),
         Command::Embed(a) => cmd::embed::run(a, &device),
         Command::Verify(a) => cmd::verify::run(a, &device),
@@ -63,4 +61,14 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `--device`, parsed by [`facelens_core::parse_device`]; says so when `auto` wanted a GPU that
+/// this CUDA build could not open.
+pub(crate) fn open_device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    let device = facelens_core::parse_device(spec)?;
+    if spec == "auto" && device.is_cpu() && cfg!(feature = "cuda") {
+        eprintln!("note: no usable CUDA device found, running on CPU");
+    }
+    Ok(device)
 }

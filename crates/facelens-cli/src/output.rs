@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    facelens_data::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    facelens_core::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {

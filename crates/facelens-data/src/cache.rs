@@ -4,7 +4,6 @@
 //! edited file misses. Every write goes to a temporary file in the cache folder that is synced
 //! and then renamed over the target, so a crash never leaves a half-written entry (DESIGN §12).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
@@ -125,18 +124,7 @@ fn check_key(key: &str) -> Result<&str> {
     Ok(key)
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| DataError::io(dir, "cannot create temporary file", e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| DataError::io(tmp.path(), "cannot write temporary file", e))?;
-    tmp.persist(path)
-        .map_err(|e| DataError::io(path, "cannot move temporary file into place", e.error))?;
-    Ok(())
+/// Writes `bytes` to `path` atomically ([`facelens_core::write_atomic`]).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    facelens_core::write_atomic(path, bytes).map_err(|e| DataError::io(path, "cannot write", e))
 }

@@ -18,7 +18,7 @@ pub use align::{
     align_face, alignment_matrix, alignment_transform, arcface_template, invert_affine, resize_to,
     umeyama, warp_affine, Affine, Similarity, ARCFACE_SIZE, ARCFACE_TEMPLATE,
 };
-pub use cache::{cache_key, write_atomic, Cache};
+pub use cache::{cache_key, Cache};
 pub use decode::{decode_bytes, decode_image, to_rgb8, MIN_IMAGE_SIDE};
 pub use error::{DataError, Result};
 pub use folder::{is_image_path, list_images, IMAGE_EXTENSIONS};

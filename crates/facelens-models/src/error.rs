@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: cannot read file: {source}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]

@@ -5,6 +5,8 @@
 //! * [`onnx`]: ONNX protobuf import into safetensors.
 //! * [`weights`]: strict checkpoint loading and atomic saving.
 //! * [`hub`]: `hf:` references resolved through the Hugging Face cache.
+//! * [`im2col`]: the CPU convolution kernels (im2col, col2im, GEMM) shared by the engine, the
+//!   detector and the decoder.
 //! * [`reverse`]: a frozen-network engine (fast forward and input-only vector-Jacobian
 //!   products) used by the saliency methods.
 
@@ -12,6 +14,7 @@ pub mod backbone;
 pub mod detect;
 pub mod error;
 pub mod hub;
+pub mod im2col;
 pub mod iresnet;
 pub mod mobilefacenet;
 pub mod onnx;

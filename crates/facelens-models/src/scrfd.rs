@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backbone::{ImportReport, META_ARCH, META_CONFIG};
 use crate::error::{ModelError, Result};
+use crate::im2col::{im2col, matmul, valid_columns, Window};
 use crate::onnx::{attr_i, attr_ints, OnnxGraph};
 use crate::weights::{self, ParamLayout};
 
@@ -147,10 +148,12 @@ impl CpuConv {
             }
             let kk = s.in_channels * s.kernel * s.kernel;
             if s.kernel == 1 && s.stride == 1 && s.padding == 0 {
-                matmul(s.out_channels, op, kk, &self.weight, x, y);
+                matmul(s.out_channels, op, kk, &self.weight, kk, 1, x, op, 1, y, true);
             } else {
-                im2col(&s, x, h, w, oh, ow, scratch);
-                matmul(s.out_channels, op, kk, &self.weight, scratch, y);
+                let win = Window { channels: s.in_channels, h, w, k: s.kernel, stride: s.stride, pad: s.padding };
+                scratch.resize(kk * op, 0.0);
+                im2col(&win, x, 1, scratch);
+                matmul(s.out_channels, op, kk, &self.weight, kk, 1, scratch, op, 1, y, true);
             }
         }
         if self.relu {
@@ -185,14 +188,6 @@ impl CustomOp1 for CpuConv {
     }
 }
 
-/// Output columns `lo..hi` whose input column `ox * stride + kx - pad` lies inside `0..w`.
-fn col_range(s: &ConvSpec, w: usize, ow: usize, kx: usize) -> (usize, usize) {
-    let (st, pad) = (s.stride, s.padding);
-    let lo = if kx >= pad { 0 } else { (pad - kx).div_ceil(st) };
-    let hi = if w - 1 + pad >= kx { ((w - 1 + pad - kx) / st + 1).min(ow) } else { 0 };
-    (lo, hi.max(lo))
-}
-
 /// Input row of output row `oy` and kernel row `ky`, if inside the image.
 fn src_row(s: &ConvSpec, h: usize, oy: usize, ky: usize) -> Option<usize> {
     let iy = (oy * s.stride + ky).checked_sub(s.padding)?;
@@ -212,7 +207,7 @@ fn split_phases(row: &[f32], stride: usize, phases: &mut [Vec<f32>]) {
 #[allow(clippy::too_many_arguments)]
 fn depthwise_plane(s: &ConvSpec, src: &[f32], h: usize, w: usize, wk: &[f32], bias: f32, dst: &mut [f32], ow: usize) {
     let (k, st, pad) = (s.kernel, s.stride, s.padding);
-    let ranges: Vec<(usize, usize)> = (0..k).map(|kx| col_range(s, w, ow, kx)).collect();
+    let ranges: Vec<(usize, usize)> = (0..k).map(|kx| valid_columns(kx, st, pad, w, ow)).collect();
     let mut phases = vec![Vec::with_capacity(w / st + 1); st];
     for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
         row.fill(bias);
@@ -239,78 +234,6 @@ fn depthwise_plane(s: &ConvSpec, src: &[f32], h: usize, w: usize, wk: &[f32], bi
                 }
             }
         }
-    }
-}
-
-/// `[cin][h*w]` -> `[cin*k*k][oh*ow]`, zero outside the image.
-fn im2col(s: &ConvSpec, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, col: &mut Vec<f32>) {
-    let (k, st, pad) = (s.kernel, s.stride, s.padding);
-    let op = oh * ow;
-    col.clear();
-    col.resize(s.in_channels * k * k * op, 0.0);
-    let ranges: Vec<(usize, usize)> = (0..k).map(|kx| col_range(s, w, ow, kx)).collect();
-    let mut phases = vec![Vec::with_capacity(w / st + 1); st];
-    for ci in 0..s.in_channels {
-        let src = &x[ci * h * w..(ci + 1) * h * w];
-        let rows = &mut col[ci * k * k * op..(ci + 1) * k * k * op];
-        for oy in 0..oh {
-            for ky in 0..k {
-                let Some(iy) = src_row(s, h, oy, ky) else { continue };
-                let srow = &src[iy * w..(iy + 1) * w];
-                if st > 1 {
-                    split_phases(srow, st, &mut phases);
-                }
-                for (kx, &(lo, hi)) in ranges.iter().enumerate() {
-                    if lo >= hi {
-                        continue;
-                    }
-                    let first = lo * st + kx - pad;
-                    let taps = if st == 1 {
-                        &srow[first..first + (hi - lo)]
-                    } else {
-                        &phases[first % st][first / st..first / st + (hi - lo)]
-                    };
-                    let r = (ky * k + kx) * op + oy * ow;
-                    rows[r + lo..r + hi].copy_from_slice(taps);
-                }
-            }
-        }
-    }
-}
-
-/// `c += a * b` with row-major `a` (`m x k`), `b` (`k x n`), `c` (`m x n`).
-fn matmul(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let threads = rayon::current_num_threads();
-    let par =
-        if threads > 1 && m * n * k > 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the assert bounds every index gemm touches (rows < m, cols < n, inner < k) for
-    // these dense row-major strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
     }
 }
 

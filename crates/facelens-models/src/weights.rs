@@ -7,7 +7,6 @@
 //! error naming the file.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -201,18 +200,12 @@ pub fn save_atomic(
     write_atomic(path, &data)
 }
 
-/// Atomic file write: temp file in the target directory, fsync, rename.
+/// Writes `data` to `path` atomically ([`facelens_core::write_atomic`]), creating its folder.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| ModelError::io(&dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| ModelError::io(&dir, e))?;
-    tmp.write_all(data).map_err(|e| ModelError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| ModelError::io(path, e))?;
-    tmp.persist(path).map_err(|e| ModelError::io(path, e.error))?;
-    Ok(())
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    }
+    facelens_core::write_atomic(path, data).map_err(|e| ModelError::io(path, e))
 }
 
 /// Fills every variable of `map` with pseudo-random values that depend only on `seed` and the
@@ -233,13 +226,8 @@ pub fn fill_deterministic(map: &candle_nn::VarMap, seed: u64) -> candle_core::Re
         // One stream per variable: its values do not depend on which other variables exist.
         let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
         let mut uniform = |lo: f64, hi: f64| {
-            // splitmix64
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (lo + (hi - lo) * ((z >> 11) as f64 / (1u64 << 53) as f64)) as f32
+            let z = facelens_core::rng::splitmix64(&mut state);
+            (lo + (hi - lo) * facelens_core::rng::unit_from_hash(z)) as f32
         };
         let (lo, hi) = if name.ends_with("running_var") {
             (0.5, 2.0)

@@ -1,8 +1,8 @@
 //! Figures drawn directly into `image` buffers: curve plots, and the stacking of saliency panels.
 //!
 //! A plotting crate would bring a font stack (or fail to draw text without one); the figures here
-//! need lines, filled boxes and short ASCII labels, which a few dozen lines and the public-domain
-//! 8x8 glyphs of `font8x8` cover.
+//! need lines, filled boxes and short ASCII labels, which a few dozen lines and the 8x8 bitmap text
+//! of `facelens_saliency::render` cover.
 
 use image::{Rgb, RgbImage};
 
@@ -35,38 +35,15 @@ fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
     }
 }
 
-/// Draws `text` with its top-left corner at `(x, y)`, `scale` pixels per glyph pixel. Characters
-/// outside ASCII are drawn as `?`.
+/// Draws `text` with its top-left corner at `(x, y)`, `scale` pixels per glyph pixel
+/// ([`facelens_saliency::render::draw_text`]).
 pub fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, c: Rgb<u8>, scale: i64) {
-    for (i, ch) in s.chars().enumerate() {
-        let code = if ch.is_ascii() {
-            ch as usize
-        } else {
-            '?' as usize
-        };
-        let glyph = font8x8::legacy::BASIC_LEGACY[code];
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8 {
-                if bits & (1 << col) != 0 {
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            put(
-                                img,
-                                x + (i as i64 * 8 + col) * scale + dx,
-                                y + row as i64 * scale + dy,
-                                c,
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
+    facelens_saliency::render::draw_text(img, x, y, s, c, scale.max(0) as u32);
 }
 
 /// Width in pixels of `s` drawn at `scale`.
 pub fn text_width(s: &str, scale: i64) -> i64 {
-    s.chars().count() as i64 * 8 * scale
+    i64::from(facelens_saliency::render::text_width(s, scale.max(0) as u32))
 }
 
 pub fn fill_rect(img: &mut RgbImage, x: i64, y: i64, w: i64, h: i64, c: Rgb<u8>) {

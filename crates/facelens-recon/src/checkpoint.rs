@@ -5,7 +5,6 @@
 //! fsync of the folder — a crash leaves the previous checkpoint intact, never half a file.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -20,25 +19,12 @@ pub const DECODER_META: &str = "facelens.recon.decoder";
 pub const MODEL_PREFIX: &str = "model.";
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Writes `bytes` to `path` via a synced temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically ([`facelens_core::write_atomic`]), creating its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| ReconError::io(dir, "cannot create folder", e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| ReconError::io(dir, "cannot create temporary file", e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| ReconError::io(tmp.path(), "cannot write temporary file", e))?;
-    tmp.persist(path)
-        .map_err(|e| ReconError::io(path, "cannot move temporary file into place", e.error))?;
-    // Make the rename itself durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ReconError::io(dir, "cannot create folder", e))?;
     }
-    Ok(())
+    facelens_core::write_atomic(path, bytes).map_err(|e| ReconError::io(path, "cannot write", e))
 }
 
 /// Everything besides tensors that a resumed run needs.

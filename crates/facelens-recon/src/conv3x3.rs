@@ -13,7 +13,7 @@
 //! decoder is the same network everywhere (parity is tested against it).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
-use facelens_models::reverse::matmul;
+use facelens_models::im2col::{col2im, im2col, matmul, Window};
 use rayon::prelude::*;
 
 /// `conv2d(x, w, padding = 1)` for `x: (B, C, H, W)`, `w: (O, C, 3, 3)`, with a fast CPU backward.
@@ -33,73 +33,9 @@ pub fn conv3x3(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, Conv3x3)
 }
 
-/// Rows of the im2col matrix, `(c, ky, kx)`, each a shifted copy of channel `c` (zero outside).
-fn im2col(x: &[f32], c: usize, h: usize, w: usize, cols: &mut [f32]) {
-    let hw = h * w;
-    for ci in 0..c {
-        let plane = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let row = &mut cols[(ci * 9 + ky * 3 + kx) * hw..][..hw];
-                for y in 0..h {
-                    let out = &mut row[y * w..(y + 1) * w];
-                    let sy = y + ky;
-                    if sy < 1 || sy > h {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[(sy - 1) * w..sy * w];
-                    shift_copy(src, out, kx);
-                }
-            }
-        }
-    }
-}
-
-/// `out[x] = src[x + kx - 1]`, zero where that falls outside the row.
-fn shift_copy(src: &[f32], out: &mut [f32], kx: usize) {
-    let w = out.len();
-    match kx {
-        0 => {
-            out[0] = 0.0;
-            out[1..].copy_from_slice(&src[..w - 1]);
-        }
-        1 => out.copy_from_slice(src),
-        _ => {
-            out[..w - 1].copy_from_slice(&src[1..]);
-            out[w - 1] = 0.0;
-        }
-    }
-}
-
-/// Adjoint of [`im2col`]: accumulates every row back into its shifted source position.
-fn col2im(cols: &[f32], c: usize, h: usize, w: usize, dx: &mut [f32]) {
-    let hw = h * w;
-    for ci in 0..c {
-        let plane = &mut dx[ci * hw..(ci + 1) * hw];
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let row = &cols[(ci * 9 + ky * 3 + kx) * hw..][..hw];
-                for y in 0..h {
-                    let sy = y + ky;
-                    if sy < 1 || sy > h {
-                        continue;
-                    }
-                    let src = &row[y * w..(y + 1) * w];
-                    let dst = &mut plane[(sy - 1) * w..sy * w];
-                    // dst[x + kx - 1] += src[x]
-                    let (d, s) = match kx {
-                        0 => (&mut dst[..w - 1], &src[1..]),
-                        1 => (&mut dst[..], &src[..]),
-                        _ => (&mut dst[1..], &src[..w - 1]),
-                    };
-                    for (a, b) in d.iter_mut().zip(s) {
-                        *a += *b;
-                    }
-                }
-            }
-        }
-    }
+/// The 3x3, stride-1, padding-1 window over `c` planes of `h x w`.
+fn window(c: usize, h: usize, w: usize) -> Window {
+    Window { channels: c, h, w, k: 3, stride: 1, pad: 1 }
 }
 
 fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -137,7 +73,7 @@ impl CustomOp2 for Conv3x3 {
         let mut y = vec![0f32; b * o * hw];
         y.par_chunks_mut(o * hw).enumerate().for_each(|(bi, yb)| {
             let mut cols = vec![0f32; 9 * c * hw];
-            im2col(&x[bi * c * hw..(bi + 1) * c * hw], c, h, w, &mut cols);
+            im2col(&window(c, h, w), &x[bi * c * hw..(bi + 1) * c * hw], 1, &mut cols);
             matmul(o, hw, 9 * c, k, 9 * c, 1, &cols, hw, 1, yb, false);
         });
         Ok((CpuStorage::F32(y), Shape::from((b, o, h, w))))
@@ -182,7 +118,7 @@ impl CustomOp2 for InputGrad {
             let mut cols = vec![0f32; 9 * c * hw];
             // W^T [9C, O] * dy_b [O, HW]
             matmul(9 * c, hw, o, k, 1, 9 * c, &dy[bi * o * hw..(bi + 1) * o * hw], hw, 1, &mut cols, false);
-            col2im(&cols, c, h, w, dxb);
+            col2im(&window(c, h, w), &cols, 1, dxb);
         });
         Ok((CpuStorage::F32(dx), Shape::from((b, c, h, w))))
     }
@@ -215,7 +151,7 @@ impl CustomOp2 for WeightGrad {
             .into_par_iter()
             .map(|bi| {
                 let mut cols = vec![0f32; 9 * c * hw];
-                im2col(&x[bi * c * hw..(bi + 1) * c * hw], c, h, w, &mut cols);
+                im2col(&window(c, h, w), &x[bi * c * hw..(bi + 1) * c * hw], 1, &mut cols);
                 let mut dw = vec![0f32; o * 9 * c];
                 // dy_b [O, HW] * cols^T [HW, 9C]
                 matmul(o, 9 * c, hw, &dy[bi * o * hw..(bi + 1) * o * hw], hw, 1, &cols, 1, hw, &mut dw, false);

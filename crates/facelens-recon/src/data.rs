@@ -1,6 +1,6 @@
 //! Training and evaluation data for the decoder.
 //!
-//! * [`FaceSource`]: aligned 112x112 crops by index — UTKFace files aligned on the fly with their
+//! * [`CropSource`]: aligned 112x112 crops by index — UTKFace files aligned on the fly with their
 //!   landmark CSV ([`AlignedFiles`]), or crops held in memory ([`InMemoryFaces`], tests).
 //! * [`EmbeddingTable`]: the backbone's embeddings of every training crop (colour, and grey when
 //!   grey augmentation is on), computed once and stored next to the run as safetensors.
@@ -28,10 +28,10 @@ use rayon::prelude::*;
 use crate::decoder::{crop_to_unit, OUTPUT_SIDE};
 use crate::error::{ReconError, Result};
 use crate::losses::border_mask;
-use crate::rng::{hash_words, unit_from_hash, Rng};
+use facelens_core::rng::{hash_words, unit_from_hash, Xoshiro256};
 
 /// Aligned crops by index.
-pub trait FaceSource: Send + Sync {
+pub trait CropSource: Send + Sync {
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -78,7 +78,7 @@ impl AlignedFiles {
     }
 }
 
-impl FaceSource for AlignedFiles {
+impl CropSource for AlignedFiles {
     fn len(&self) -> usize {
         self.items.len()
     }
@@ -107,7 +107,7 @@ pub struct InMemoryFaces {
     pub crops: Vec<RgbImage>,
 }
 
-impl FaceSource for InMemoryFaces {
+impl CropSource for InMemoryFaces {
     fn len(&self) -> usize {
         self.crops.len()
     }
@@ -153,7 +153,7 @@ impl EmbeddingTable {
     /// Embeds every crop of `source` (and its grey version when `with_grey`), `batch` at a time;
     /// `progress(done, total)` is called after each batch.
     pub fn compute(
-        source: &dyn FaceSource,
+        source: &dyn CropSource,
         model: &FaceModel,
         with_grey: bool,
         batch: usize,
@@ -324,7 +324,7 @@ impl BatchPlan {
                 let (epoch, k) = (pos / len, (pos % len) as usize);
                 if cache.as_ref().map(|c| c.0) != Some(epoch) {
                     let perm =
-                        Rng::new(hash_words(&[self.seed, 0xDA7A, epoch])).permutation(len as usize);
+                        Xoshiro256::new(hash_words(&[self.seed, 0xDA7A, epoch])).permutation(len as usize);
                     cache = Some((epoch, perm));
                 }
                 let index = cache.as_ref().map(|c| c.1[k]).unwrap_or(k);
@@ -362,14 +362,14 @@ impl Batch {
 
 /// Everything a worker needs to build the batch of a step.
 pub struct TrainData {
-    pub source: Arc<dyn FaceSource>,
+    pub source: Arc<dyn CropSource>,
     pub table: EmbeddingTable,
     pub plan: BatchPlan,
 }
 
 impl TrainData {
     pub fn new(
-        source: Arc<dyn FaceSource>,
+        source: Arc<dyn CropSource>,
         table: EmbeddingTable,
         plan: BatchPlan,
     ) -> Result<Self> {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conv3x3::conv3x3;
 use crate::error::{ReconError, Result};
-use crate::rng::Rng;
+use facelens_core::rng::Xoshiro256;
 
 /// Side of the decoder's first feature map.
 pub const SEED_SIDE: usize = 7;
@@ -423,7 +423,7 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
         .map_err(|_| ReconError::Config("variable map lock poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
-    let mut rng = Rng::stream(seed, 0x1417);
+    let mut rng = Xoshiro256::stream(seed, 0x1417);
     for name in names {
         let var = &data[name];
         let shape = var.dims().to_vec();

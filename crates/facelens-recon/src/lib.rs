@@ -7,8 +7,8 @@
 //! * [`decoder`]: the network `D: R^N -> 3x112x112` and its configuration; [`conv3x3`] its
 //!   convolutions with a GEMM backward pass on the CPU.
 //! * [`losses`]: masked L1, identity loss through the frozen backbone, SSIM.
-//! * [`adamw`], [`schedule`], [`rng`], [`checkpoint`], [`trainer`]: a training step whose whole
-//!   state (weights, BatchNorm buffers, optimizer moments, step, RNG) is saved atomically, so a
+//! * [`adamw`], [`schedule`], [`checkpoint`], [`trainer`]: a training step whose whole
+//!   state (weights, BatchNorm buffers, optimizer moments, step, `facelens_core` RNG) is saved atomically, so a
 //!   resumed run reproduces the uninterrupted one exactly; NaN steps are skipped and recovered.
 //! * [`data`]: UTKFace/LFW crops, cached embeddings, the deterministic batch order and the
 //!   worker-thread loader.
@@ -31,7 +31,6 @@ pub mod eval;
 pub mod losses;
 pub mod metrics;
 pub mod probe;
-pub mod rng;
 pub mod run;
 pub mod schedule;
 pub mod trainer;
@@ -39,7 +38,7 @@ pub mod trainer;
 pub use adamw::{AdamW, AdamWConfig};
 pub use checkpoint::{load_decoder, Checkpoint, CheckpointMeta};
 pub use data::{
-    AlignedFiles, Batch, BatchLoader, BatchPlan, EmbeddingTable, EvalFace, FaceSource, TrainData,
+    AlignedFiles, Batch, BatchLoader, BatchPlan, CropSource, EmbeddingTable, EvalFace, TrainData,
 };
 pub use decoder::{ActivationKind, Decoder, DecoderConfig, NormKind, UpsampleKind};
 pub use dfv::Dfv;

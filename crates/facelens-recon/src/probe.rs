@@ -27,6 +27,7 @@
 
 use candle_core::Tensor;
 use facelens_data::RgbImage;
+use facelens_saliency::render::{draw_text, turbo};
 use serde::Serialize;
 
 use crate::decoder::{Decoder, OUTPUT_SIDE};
@@ -352,23 +353,13 @@ impl ProbeStats {
     }
 }
 
-/// TURBO colour of `t` in `[0, 1]`.
-fn colour(t: f32) -> image::Rgb<u8> {
-    let c = colorous::TURBO.eval_continuous(if t.is_finite() {
-        t.clamp(0.0, 1.0) as f64
-    } else {
-        0.0
-    });
-    image::Rgb([c.r, c.g, c.b])
-}
-
 /// A map coloured on `[0, its max]`, pixels of region `outline` (if any) edged in white.
 pub fn render_map(map: &[f32], outline: Option<(u8, &[u8])>) -> RgbImage {
     let s = OUTPUT_SIDE;
     let max = map.iter().copied().fold(0f32, f32::max);
     let mut img = RgbImage::from_fn(s as u32, s as u32, |x, y| {
         let v = map[y as usize * s + x as usize];
-        colour(if max > 0.0 { v / max } else { 0.0 })
+        turbo(if max > 0.0 { v / max } else { 0.0 })
     });
     if let Some((region, labels)) = outline {
         for y in 0..s {
@@ -392,23 +383,9 @@ pub fn render_map(map: &[f32], outline: Option<(u8, &[u8])>) -> RgbImage {
     img
 }
 
-/// Draws ASCII with the 8x8 bitmap font at 1x (unknown characters as `?`).
-fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str) {
-    for (i, ch) in text.chars().enumerate() {
-        let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() {
-            ch as usize
-        } else {
-            '?' as usize
-        }];
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8u32 {
-                let (px, py) = (x + i as u32 * 8 + col, y + row as u32);
-                if bits >> col & 1 == 1 && px < img.width() && py < img.height() {
-                    img.put_pixel(px, py, image::Rgb([0, 0, 0]));
-                }
-            }
-        }
-    }
+/// Labels in black, the 8x8 font at 1x.
+fn draw_label(img: &mut RgbImage, x: u32, y: u32, text: &str) {
+    draw_text(img, x.into(), y.into(), text, image::Rgb([0, 0, 0]), 1);
 }
 
 /// One row per region: the region mask, then the mean maps of its `top_k` dimensions (each on
@@ -437,7 +414,7 @@ pub fn render_region_panel(acc: &ProbeAccumulator, stats: &ProbeStats, top_k: us
             gap as i64,
             (y0 + label) as i64,
         );
-        draw_text(
+        draw_label(
             &mut img,
             gap,
             y0 + 2,
@@ -452,7 +429,7 @@ pub fn render_region_panel(acc: &ProbeAccumulator, stats: &ProbeStats, top_k: us
                 x0 as i64,
                 (y0 + label) as i64,
             );
-            draw_text(
+            draw_label(
                 &mut img,
                 x0,
                 y0 + 2,

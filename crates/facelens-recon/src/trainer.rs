@@ -25,7 +25,7 @@ use crate::data::Batch;
 use crate::decoder::{build_seeded, is_buffer, Decoder, DecoderConfig, OUTPUT_SIDE};
 use crate::error::{ReconError, Result};
 use crate::losses::{decoder_loss, FrozenBackbone, LossConfig};
-use crate::rng::Rng;
+use facelens_core::rng::Xoshiro256;
 use crate::schedule::CosineSchedule;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,7 +127,7 @@ pub struct Trainer {
     vars: Vec<(String, Var)>,
     opt: AdamW,
     backbone: Option<FrozenBackbone>,
-    rng: Rng,
+    rng: Xoshiro256,
     step: u64,
     lr_scale: f64,
     nan_streak: u32,
@@ -181,7 +181,7 @@ impl Trainer {
             .collect();
         let opt = AdamW::new(params, config.adamw.clone())?;
         let mut t = Self {
-            rng: Rng::stream(config.seed, 0xE4B),
+            rng: Xoshiro256::stream(config.seed, 0xE4B),
             config,
             decoder_config,
             decoder,
@@ -222,7 +222,7 @@ impl Trainer {
                 reason: e.to_string(),
             })?;
         t.step = ck.meta.step;
-        t.rng = Rng::from_state(ck.meta.rng);
+        t.rng = Xoshiro256::from_state(ck.meta.rng);
         t.lr_scale = ck.meta.lr_scale;
         t.nan_streak = ck.meta.nan_streak;
         t.good = snap;

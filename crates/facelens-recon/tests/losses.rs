@@ -7,7 +7,7 @@ use common::{tiny_backbone, TinyNet, DIM};
 use facelens_recon::decoder::l2_normalise_rows;
 use facelens_recon::losses::{border_mask, identity_loss, masked_l1, ssim_tensor, ModelInput};
 use facelens_recon::metrics::ssim_plane;
-use facelens_recon::rng::Rng;
+use facelens_core::rng::Xoshiro256;
 
 #[test]
 fn border_mask_marks_exactly_black_pixels() {
@@ -54,7 +54,7 @@ fn identity_loss_is_zero_for_the_same_embedding_and_two_for_the_opposite() {
 fn identity_gradient_reaches_the_image_but_never_the_backbone_weights() {
     let dev = Device::Cpu;
     let bb = tiny_backbone();
-    let mut r = Rng::new(2);
+    let mut r = Xoshiro256::new(2);
     let img: Vec<f32> = (0..2 * 3 * 112 * 112)
         .map(|_| (r.uniform() * 2.0 - 1.0) as f32)
         .collect();
@@ -74,7 +74,7 @@ fn identity_gradient_reaches_the_image_but_never_the_backbone_weights() {
 #[test]
 fn tensor_ssim_equals_the_reference_implementation() {
     let dev = Device::Cpu;
-    let mut r = Rng::new(4);
+    let mut r = Xoshiro256::new(4);
     let (h, w) = (24, 20);
     let a: Vec<f32> = (0..3 * h * w)
         .map(|_| (r.uniform() * 2.0 - 1.0) as f32)

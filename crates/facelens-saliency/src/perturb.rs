@@ -19,34 +19,9 @@ pub const BLACK_W600K_MBF: f32 = -1.0;
 /// batch of 112-px images stays a few MiB.
 pub const DEFAULT_BATCH: usize = 32;
 
-/// SplitMix64: a tiny, fast generator whose stream is fixed by its seed across platforms
-/// and crate versions, so mask sets stay reproducible.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform integer in `0..n` (`n > 0`, below 2^32), by Lemire's multiply-shift.
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-}
+/// The masks' generator; its stream is pinned in `facelens_core::rng`, so mask sets stay
+/// reproducible.
+pub use facelens_core::rng::SplitMix64 as Rng;
 
 /// `keep * x + (1 - keep) * fill` for every channel of a CHW image; `keep` is `[H*W]` in `[0, 1]`.
 pub fn apply_mask(image: &[f32], keep: &[f32], fill: f32, out: &mut [f32]) {
@@ -168,14 +143,6 @@ pub fn upsample_bilinear(map: &[f32], sh: usize, sw: usize, h: usize, w: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rng_is_uniform_enough_and_below_stays_in_range() {
-        let mut rng = Rng::new(7);
-        let mean = (0..10_000).map(|_| rng.uniform() as f64).sum::<f64>() / 10_000.0;
-        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
-        assert!((0..10_000).all(|_| rng.below(83) < 83));
-    }
 
     #[test]
     fn mask_blends_towards_fill() {

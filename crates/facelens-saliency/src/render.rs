@@ -40,8 +40,9 @@ const HEADER_H: u32 = MARGIN + 2 * LINE + 10;
 const GRID_X: u32 = MARGIN + GLYPH + 12;
 const GRID_Y: u32 = HEADER_H + LINE;
 
-/// Colour of a value already scaled to `[0, 1]`.
-fn colour(t: f32) -> Rgb<u8> {
+/// The TURBO colour of a value already scaled to `[0, 1]` (clamped; not finite: as 0). Every
+/// facelens heat map uses this one colour map.
+pub fn turbo(t: f32) -> Rgb<u8> {
     let c = colorous::TURBO.eval_continuous(if t.is_finite() { t.clamp(0.0, 1.0) as f64 } else { 0.0 });
     Rgb([c.r, c.g, c.b])
 }
@@ -49,7 +50,7 @@ fn colour(t: f32) -> Rgb<u8> {
 /// A map alone, coloured with TURBO on `[0, max]` (`max <= 0`: the map's own maximum).
 pub fn render_map(map: &[f32], h: usize, w: usize, max: f32) -> RgbImage {
     let max = if max > 0.0 && max.is_finite() { max } else { finite_max(map).max(f32::MIN_POSITIVE) };
-    RgbImage::from_fn(w as u32, h as u32, |x, y| colour(map[y as usize * w + x as usize] / max))
+    RgbImage::from_fn(w as u32, h as u32, |x, y| turbo(map[y as usize * w + x as usize] / max))
 }
 
 fn finite_max(map: &[f32]) -> f32 {
@@ -93,32 +94,32 @@ pub fn render_panel(
     let (bar_x, grid_y, cw, ch) = panel_cell(0, 3, h, w);
     let bar_x = bar_x + 3 * GAP;
     let bar_h = 2 * ch + GAP;
-    let bar_col_w = text_width("shared scale").max(BAR_W + 8 + text_width(&number(scale)));
+    let bar_col_w = label_width("shared scale").max(BAR_W + 8 + label_width(&number(scale)));
     let mut sub = format!("method {}   model {}", info.method, info.model);
     if blur {
         sub.push_str("   (maps blurred for display)");
     }
-    let width = (bar_x + bar_col_w).max(MARGIN + text_width(&sub)) + MARGIN;
+    let width = (bar_x + bar_col_w).max(MARGIN + label_width(&sub)) + MARGIN;
     let height = grid_y + bar_h + MARGIN;
     let mut img = RgbImage::from_pixel(width, height, WHITE);
 
     // Header: the decision first, then what produced the maps.
     let head = format!("score {:.3}  tau {:.3}  ", info.score, info.threshold);
-    draw_text(&mut img, MARGIN, MARGIN, &head, INK);
+    label(&mut img, MARGIN, MARGIN, &head, INK);
     let (word, tint) = match info.decision {
         Decision::Accept => ("ACCEPT", ACCEPT),
         Decision::Reject => ("REJECT", REJECT),
     };
-    draw_text(&mut img, MARGIN + text_width(&head), MARGIN, word, tint);
-    draw_text(&mut img, MARGIN, MARGIN + LINE, &sub, MUTED);
+    label(&mut img, MARGIN + label_width(&head), MARGIN, word, tint);
+    label(&mut img, MARGIN, MARGIN + LINE, &sub, MUTED);
 
     for (col, title) in ["face", "similarity S+", "dissimilarity S-"].iter().enumerate() {
         let (x, ..) = panel_cell(0, col, h, w);
-        draw_text(&mut img, x + cw.saturating_sub(text_width(title)) / 2, HEADER_H, title, INK);
+        label(&mut img, x + cw.saturating_sub(label_width(title)) / 2, HEADER_H, title, INK);
     }
     for (row, (face, name)) in [(face_a, "A"), (face_b, "B")].into_iter().enumerate() {
         let (x, y, ..) = panel_cell(row, 0, h, w);
-        draw_text(&mut img, MARGIN, y + (ch - GLYPH) / 2, name, INK);
+        label(&mut img, MARGIN, y + (ch - GLYPH) / 2, name, INK);
         let big = imageops::resize(face, cw, ch, imageops::FilterType::Triangle);
         imageops::replace(&mut img, &big, x as i64, y as i64);
         for (k, map) in prepared[2 * row..2 * row + 2].iter().enumerate() {
@@ -127,7 +128,7 @@ pub fn render_panel(
             let over = RgbImage::from_fn(cw, ch, |px, py| {
                 let f = big.get_pixel(px, py).0;
                 let grey = 0.299 * f[0] as f32 + 0.587 * f[1] as f32 + 0.114 * f[2] as f32;
-                let c = colour(up[(py * cw + px) as usize] / scale).0;
+                let c = turbo(up[(py * cw + px) as usize] / scale).0;
                 Rgb(c.map(|v| ((1.0 - ALPHA) * grey + ALPHA * v as f32).round() as u8))
             });
             imageops::replace(&mut img, &over, x as i64, y as i64);
@@ -135,17 +136,17 @@ pub fn render_panel(
     }
 
     // Colour bar: top = shared maximum, bottom = 0.
-    draw_text(&mut img, bar_x, HEADER_H, "shared scale", INK);
+    label(&mut img, bar_x, HEADER_H, "shared scale", INK);
     for y in 0..bar_h {
-        let c = colour(1.0 - y as f32 / (bar_h - 1) as f32);
+        let c = turbo(1.0 - y as f32 / (bar_h - 1) as f32);
         for x in 0..BAR_W {
             img.put_pixel(bar_x + x, grid_y + y, c);
         }
     }
     let tx = bar_x + BAR_W + 8;
-    draw_text(&mut img, tx, grid_y, &number(scale), INK);
-    draw_text(&mut img, tx, grid_y + (bar_h - GLYPH) / 2, &number(scale / 2.0), INK);
-    draw_text(&mut img, tx, grid_y + bar_h - GLYPH, "0", INK);
+    label(&mut img, tx, grid_y, &number(scale), INK);
+    label(&mut img, tx, grid_y + (bar_h - GLYPH) / 2, &number(scale / 2.0), INK);
+    label(&mut img, tx, grid_y + bar_h - GLYPH, "0", INK);
     img
 }
 
@@ -160,26 +161,38 @@ fn number(v: f32) -> String {
     }
 }
 
-fn text_width(s: &str) -> u32 {
-    s.chars().count() as u32 * GLYPH
+fn label_width(s: &str) -> u32 {
+    text_width(s, TEXT)
 }
 
-/// Draws ASCII text at 2x with its top-left corner at `(x, y)`; other characters show as `?`.
-fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, ink: Rgb<u8>) {
+fn label(img: &mut RgbImage, x: u32, y: u32, text: &str, ink: Rgb<u8>) {
+    draw_text(img, x.into(), y.into(), text, ink, TEXT);
+}
+
+/// Width in pixels of `text` drawn by [`draw_text`] at `scale`.
+pub fn text_width(text: &str, scale: u32) -> u32 {
+    text.chars().count() as u32 * 8 * scale
+}
+
+/// Draws ASCII `text` in the 8x8 bitmap font with its top-left corner at `(x, y)`, every font
+/// pixel a `scale` x `scale` square of `ink`; other characters show as `?`. Whatever falls
+/// outside the image (negative coordinates included) is clipped.
+pub fn draw_text(img: &mut RgbImage, x: i64, y: i64, text: &str, ink: Rgb<u8>, scale: u32) {
+    let (w, h, scale) = (i64::from(img.width()), i64::from(img.height()), i64::from(scale));
     for (i, ch) in text.chars().enumerate() {
         let code = if ch.is_ascii() { ch as usize } else { '?' as usize };
         let glyph = font8x8::legacy::BASIC_LEGACY[code];
-        let gx = x + i as u32 * GLYPH;
+        let gx = x + i as i64 * 8 * scale;
         for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8u32 {
+            for col in 0..8i64 {
                 if bits >> col & 1 == 0 {
                     continue;
                 }
-                for dy in 0..TEXT {
-                    for dx in 0..TEXT {
-                        let (px, py) = (gx + col * TEXT + dx, y + row as u32 * TEXT + dy);
-                        if px < img.width() && py < img.height() {
-                            img.put_pixel(px, py, ink);
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (px, py) = (gx + col * scale + dx, y + row as i64 * scale + dy);
+                        if (0..w).contains(&px) && (0..h).contains(&py) {
+                            img.put_pixel(px as u32, py as u32, ink);
                         }
                     }
                 }

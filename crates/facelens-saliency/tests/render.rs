@@ -171,3 +171,33 @@ fn writes_example_panels() {
         eprintln!("example panel: {}", path.display());
     }
 }
+
+#[test]
+fn text_scales_shifts_and_clips() {
+    use facelens_saliency::render::{draw_text, text_width};
+    let (white, ink) = (image::Rgb([255u8, 255, 255]), image::Rgb([0u8, 0, 0]));
+    let inked = |img: &image::RgbImage| img.pixels().filter(|p| **p == ink).count();
+    let draw = |x: i64, y: i64, scale: u32| {
+        let mut img = image::RgbImage::from_pixel(40, 40, white);
+        draw_text(&mut img, x, y, "Hé", ink, scale);
+        img
+    };
+    let one = draw(0, 0, 1);
+    assert!(inked(&one) > 0);
+    // Each font pixel becomes a scale x scale square; `é` is drawn as `?`.
+    assert_eq!(inked(&draw(0, 0, 2)), 4 * inked(&one));
+    assert_eq!(inked(&one), {
+        let mut q = image::RgbImage::from_pixel(40, 40, white);
+        draw_text(&mut q, 0, 0, "H?", ink, 1);
+        inked(&q)
+    });
+    // Negative coordinates clip instead of panicking or wrapping.
+    let (base, shifted) = (draw(3, 3, 2), draw(-2, -1, 2));
+    for y in 0..30 {
+        for x in 0..30 {
+            assert_eq!(shifted.get_pixel(x, y), base.get_pixel(x + 5, y + 4), "({x}, {y})");
+        }
+    }
+    assert_eq!(inked(&draw(-100, 50, 3)), 0);
+    assert_eq!(text_width("Hé", 3), 48);
+}

@@ -59,8 +59,8 @@ fn main() -> Result<()> {
         all.push(format!("runs_root={}", toml::Value::String(run.path().display().to_string())));
         eprintln!("== variant `{}`: {}", variant.name, overrides.join(" "));
         let prepared = Start::Fresh { config: cfg.base.clone(), overrides: all }.prepare()?;
-        let device = parse_device(cli.device.as_deref().unwrap_or(&prepared.config().device))?;
-        let outcome = run::train(prepared, &device, &describe_device(&device), &mut console)?;
+        let device = facelens_core::parse_device(cli.device.as_deref().unwrap_or(&prepared.config().device))?;
+        let outcome = run::train(prepared, &device, &facelens_core::describe_device(&device), &mut console)?;
         if !outcome.completed {
             bail!("interrupted during variant `{}` ({}); resume it with `decoder-train --resume`", variant.name, outcome.run_dir.display());
         }
@@ -111,10 +111,10 @@ impl TrainObserver for Console {
     fn on_progress(&mut self, phase: Phase, done: u64, total: u64) {
         if self.phase != Some(phase) {
             self.bar.finish_and_clear();
-            self.bar = progress_bar(total, match phase {
-                Phase::Embed => "embed {bar:30} {pos}/{len} crops (eta {eta})",
-                Phase::Train => "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
-                Phase::Probe => "probe {bar:30} {pos}/{len} faces (eta {eta})",
+            self.bar = facelens_board::progress::bar(total).with_message(match phase {
+                Phase::Embed => "embed",
+                Phase::Train => "train",
+                Phase::Probe => "probe",
             });
             self.phase = Some(phase);
         }
@@ -133,40 +133,3 @@ impl TrainObserver for Console {
     }
 }
 
-// TODO(merge): facelens_board::progress::bar
-/// A progress bar on interactive terminals only (hidden when `CI` is set or stderr is piped).
-fn progress_bar(len: u64, template: &str) -> ProgressBar {
-    if std::env::var_os("CI").is_some() || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(std::time::Duration::from_millis(500));
-    bar
-}
-
-// TODO(merge): facelens_core::device
-/// `auto` (CUDA when this build and machine have it), `cpu`, `cuda` or `cuda:N`.
-fn parse_device(spec: &str) -> Result<Device> {
-    let gpu = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "auto" => return Ok(Device::cuda_if_available(0)?),
-        "cuda" => 0,
-        s => s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`"))?,
-    };
-    if !candle_core::utils::cuda_is_available() {
-        bail!("device `{spec}`: this binary was built without CUDA; rebuild with `--features cuda` or use --device cpu");
-    }
-    Device::new_cuda(gpu).with_context(|| format!("cannot open CUDA device {gpu}"))
-}
-
-// TODO(merge): facelens_core::device
-fn describe_device(d: &Device) -> String {
-    match d.location() {
-        DeviceLocation::Cpu => "cpu".into(),
-        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
-}

@@ -93,8 +93,8 @@ fn main() -> Result<()> {
                 (None, None) => bail!("--config FILE or --resume RUN_DIR is required (or use the `probe` subcommand)"),
             };
             let prepared = start.prepare()?;
-            let device = parse_device(cli.device.as_deref().unwrap_or(&prepared.config().device))?;
-            run::train(prepared, &device, &describe_device(&device), &mut Console::new()?)?;
+            let device = facelens_core::parse_device(cli.device.as_deref().unwrap_or(&prepared.config().device))?;
+            run::train(prepared, &device, &facelens_core::describe_device(&device), &mut Console::new()?)?;
             Ok(())
         }
     }
@@ -103,7 +103,7 @@ fn main() -> Result<()> {
 /// An existing run's config, the device it asks for (or `device`), and `n(config)` LFW faces.
 fn open_run(run_dir: &Path, device: Option<&str>, n: impl Fn(&ExperimentConfig) -> usize) -> Result<(ExperimentConfig, Device, Vec<EvalFace>)> {
     let cfg = ExperimentConfig::load(&run_dir.join("config.toml"), &[])?.config;
-    let device = parse_device(device.unwrap_or(&cfg.device))?;
+    let device = facelens_core::parse_device(device.unwrap_or(&cfg.device))?;
     let n = n(&cfg).max(1);
     let faces = run::lfw_faces(&cfg.lfw, n)?;
     if faces.len() < n {
@@ -115,7 +115,7 @@ fn open_run(run_dir: &Path, device: Option<&str>, n: impl Fn(&ExperimentConfig) 
 fn eval(run_dir: &Path, checkpoint: Option<&Path>, faces: Option<usize>, device: Option<&str>) -> Result<()> {
     let weights = run::eval_weights(run_dir, checkpoint);
     let (cfg, device, faces) = open_run(run_dir, device, |c| faces.unwrap_or(c.eval.faces))?;
-    eprintln!("evaluating {} on {} LFW faces ({})", weights.display(), faces.len(), describe_device(&device));
+    eprintln!("evaluating {} on {} LFW faces ({})", weights.display(), faces.len(), facelens_core::describe_device(&device));
     let saved = run::evaluate_saved(&cfg, run_dir, &weights, &faces, &device)?;
     println!("{}", run::metrics_line(&saved.report.eval));
     eprintln!("wrote {}", saved.json.display());
@@ -126,8 +126,8 @@ fn probe(run_dir: &Path, checkpoint: Option<&Path>, faces: Option<usize>, out: O
     let weights = run::probe_weights(run_dir, checkpoint);
     let (cfg, device, faces) = open_run(run_dir, device, |c| faces.unwrap_or(c.probe.faces))?;
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| run_dir.join("probe"));
-    eprintln!("probing {} LFW faces with {} on {}", faces.len(), weights.display(), describe_device(&device));
-    let bar = progress_bar(faces.len() as u64, "probe {bar:30} {pos}/{len} faces (eta {eta})");
+    eprintln!("probing {} LFW faces with {} on {}", faces.len(), weights.display(), facelens_core::describe_device(&device));
+    let bar = facelens_board::progress::bar(faces.len() as u64).with_message("probe");
     let stats = run::probe_saved(&cfg, &weights, &faces, &out, &device, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     for r in &stats.regions {
@@ -163,10 +163,10 @@ impl TrainObserver for Console {
     fn on_progress(&mut self, phase: Phase, done: u64, total: u64) {
         if self.phase != Some(phase) {
             self.bar.finish_and_clear();
-            self.bar = progress_bar(total, match phase {
-                Phase::Embed => "embed {bar:30} {pos}/{len} crops (eta {eta})",
-                Phase::Train => "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
-                Phase::Probe => "probe {bar:30} {pos}/{len} faces (eta {eta})",
+            self.bar = facelens_board::progress::bar(total).with_message(match phase {
+                Phase::Embed => "embed",
+                Phase::Train => "train",
+                Phase::Probe => "probe",
             });
             self.phase = Some(phase);
         }
@@ -185,40 +185,3 @@ impl TrainObserver for Console {
     }
 }
 
-// TODO(merge): facelens_board::progress::bar
-/// A progress bar on interactive terminals only (hidden when `CI` is set or stderr is piped).
-fn progress_bar(len: u64, template: &str) -> ProgressBar {
-    if std::env::var_os("CI").is_some() || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(Duration::from_millis(500));
-    bar
-}
-
-// TODO(merge): facelens_core::device
-/// `auto` (CUDA when this build and machine have it), `cpu`, `cuda` or `cuda:N`.
-fn parse_device(spec: &str) -> Result<Device> {
-    let gpu = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "auto" => return Ok(Device::cuda_if_available(0)?),
-        "cuda" => 0,
-        s => s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`"))?,
-    };
-    if !candle_core::utils::cuda_is_available() {
-        bail!("device `{spec}`: this binary was built without CUDA; rebuild with `--features cuda` or use --device cpu");
-    }
-    Device::new_cuda(gpu).with_context(|| format!("cannot open CUDA device {gpu}"))
-}
-
-// TODO(merge): facelens_core::device
-fn describe_device(d: &Device) -> String {
-    match d.location() {
-        DeviceLocation::Cpu => "cpu".into(),
-        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
-}

@@ -84,14 +84,14 @@ fn main() -> Result<()> {
     if !cfg.decoder.is_file() {
         bail!("decoder {} not found (train one with `facelens train-decoder`)", cfg.decoder.display());
     }
-    let device = parse_device(&cfg.device)?;
+    let device = facelens_core::parse_device(&cfg.device)?;
     let decoder = facelens_recon::load_decoder(&cfg.decoder, &device)
         .with_context(|| format!("loading decoder {}", cfg.decoder.display()))?;
     let model = facelens_models::FaceModel::load(&cfg.model, &device).with_context(|| format!("loading model `{}`", cfg.model))?;
     let table = facelens_data::LandmarkTable::load(&cfg.lfw.landmarks)?;
     let pairs = facelens_data::load_pairs(&cfg.lfw.pairs)?;
     let faces = facelens_recon::data::lfw_genuine_faces(&cfg.lfw.images, &table, &pairs, cfg.probe.faces)?;
-    let run = RunDir::create_with_device(&cfg.runs_root, EXPERIMENT, &resolved.text, &describe_device(&device))?;
+    let run = RunDir::create_with_device(&cfg.runs_root, EXPERIMENT, &resolved.text, &facelens_core::describe_device(&device))?;
     eprintln!("run directory: {} ({} faces)", run.path().display(), faces.len());
 
     let t0 = std::time::Instant::now();
@@ -134,26 +134,3 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-// TODO(merge): facelens_core::device
-/// `auto` (CUDA when this build and machine have it), `cpu`, `cuda` or `cuda:N`.
-fn parse_device(spec: &str) -> Result<Device> {
-    let gpu = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "auto" => return Ok(Device::cuda_if_available(0)?),
-        "cuda" => 0,
-        s => s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).with_context(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`"))?,
-    };
-    if !candle_core::utils::cuda_is_available() {
-        bail!("device `{spec}`: this binary was built without CUDA; rebuild with `--features cuda` or use --device cpu");
-    }
-    Device::new_cuda(gpu).with_context(|| format!("cannot open CUDA device {gpu}"))
-}
-
-// TODO(merge): facelens_core::device
-fn describe_device(d: &Device) -> String {
-    match d.location() {
-        DeviceLocation::Cpu => "cpu".into(),
-        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
-}

@@ -21,7 +21,7 @@ pub struct AlignArgs {
 pub fn run(a: AlignArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let loader = FaceLoader::new(&a.faces)?;
-    let bar = crate::progress::bar(a.images.len() as u64, "aligning");
+    let bar = facelens_board::progress::bar(a.images.len() as u64).with_message("aligning");
     for path in &a.images {
         let crop = loader.load(path)?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "face".into());

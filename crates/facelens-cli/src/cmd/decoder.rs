@@ -74,12 +74,12 @@ pub fn train(a: TrainDecoderArgs, device: &str) -> Result<()> {
         (None, None) => bail!("--config FILE or --resume RUN_DIR is required"),
     };
     let prepared = start.prepare()?;
-    let device = crate::device::select(if device == "auto" { prepared.config().device.as_str() } else { device })?;
+    let device = crate::open_device(if device == "auto" { prepared.config().device.as_str() } else { device })?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     let mut console = Console { bar: ProgressBar::hidden(), phase: None, stop };
-    let outcome = run::train(prepared, &device, &crate::device::describe(&device), &mut console)?;
+    let outcome = run::train(prepared, &device, &facelens_core::describe_device(&device), &mut console)?;
     if !outcome.completed {
         eprintln!("continue with: facelens train-decoder --resume {}", outcome.run_dir.display());
     }

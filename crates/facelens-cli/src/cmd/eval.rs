@@ -68,7 +68,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
         }
     );
     let mut cached = 0usize;
-    let bar = crate::progress::bar(files.len() as u64, "embedding");
+    let bar = facelens_board::progress::bar(files.len() as u64).with_message("embedding");
     let mut embeddings: HashMap<PathBuf, Vec<f32>> = HashMap::with_capacity(files.len());
     let mut black = Vec::new();
     let d = model.spec.embedding_dim;

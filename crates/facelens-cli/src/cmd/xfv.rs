@@ -189,7 +189,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         Some(_) => select::shuffled(pairs.len(), a.seed),
         None => (0..pairs.len()).collect(),
     };
-    let bar = crate::progress::bar(pairs.len() as u64, "selecting");
+    let bar = facelens_board::progress::bar(pairs.len() as u64).with_message("selecting");
     let chosen = select::balanced(
         order,
         pairs.len(),
@@ -206,7 +206,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         );
     }
 
-    let bar = crate::progress::bar(chosen.len() as u64, &a.method);
+    let bar = facelens_board::progress::bar(chosen.len() as u64).with_message(a.method.clone());
     let (mut similarity, mut dissimilarity) = (KindCurves::default(), KindCurves::default());
     for &i in &chosen {
         let pair = &pairs[i];

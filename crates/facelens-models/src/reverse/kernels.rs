@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use crate::im2col::{col2im, im2col, matmul, valid_columns, Window};
+
 /// Geometry of a 2-D convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeom {
@@ -34,54 +36,9 @@ impl ConvGeom {
     pub fn is_depthwise(&self) -> bool {
         self.groups == self.cin && self.groups == self.cout
     }
-}
-
-/// `c = a * b (+ c if accumulate)`, with explicit row/column strides (in elements).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    assert!(m == 0 || n == 0 || k == 0 || (a.len() > (m - 1) * a_rs + (k - 1) * a_cs));
-    assert!(m == 0 || n == 0 || k == 0 || (b.len() > (k - 1) * b_rs + (n - 1) * b_cs));
-    assert!(c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k > 1 << 16 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the asserts above bound every index gemm touches: rows < m, cols < n, inner < k.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+    /// The window over the input, for [`im2col`].
+    pub fn window(&self) -> Window {
+        Window { channels: self.cin, h: self.h, w: self.w, k: self.k, stride: self.stride, pad: self.pad }
     }
 }
 
@@ -131,8 +88,9 @@ pub fn conv_forward(g: &ConvGeom, weight: &[f32], bias: &[f32], x: &[f32], b: us
         y = ws.take(g.cout * op * b);
         matmul(g.cout, op * b, g.cin, weight, g.cin, 1, x, op * b, 1, &mut y, false);
     } else if g.groups == 1 {
-        let col = im2col(g, x, b, ws);
         let kk = g.cin * g.k * g.k;
+        let mut col = ws.take(kk * op * b);
+        im2col(&g.window(), x, b, &mut col);
         y = ws.take(g.cout * op * b);
         matmul(g.cout, op * b, kk, weight, kk, 1, &col, op * b, 1, &mut y, false);
         ws.give(col);
@@ -156,7 +114,8 @@ pub fn conv_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, w
         let kk = g.cin * g.k * g.k;
         let mut col = ws.take(kk * op * b);
         matmul(kk, op * b, g.cout, weight, 1, kk, gy, op * b, 1, &mut col, false);
-        let gx = col2im(g, &col, b, ws.take_zeroed(g.cin * g.h * g.w * b));
+        let mut gx = ws.take_zeroed(g.cin * g.h * g.w * b);
+        col2im(&g.window(), &col, b, &mut gx);
         ws.give(col);
         gx
     } else {
@@ -171,67 +130,12 @@ fn tap(o: usize, k: usize, stride: usize, pad: usize, size: usize) -> Option<usi
     (i >= 0 && (i as usize) < size).then_some(i as usize)
 }
 
-/// `[cin][h*w][b]` -> `[cin*k*k][oh*ow][b]`, zero outside the image.
-fn im2col(g: &ConvGeom, x: &[f32], b: usize, ws: &mut Workspace) -> Vec<f32> {
-    let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
-    let op = oh * ow;
-    let kk = g.k * g.k;
-    let mut col = ws.take_zeroed(g.cin * kk * op * b);
-    col.par_chunks_mut(op * b).enumerate().for_each(|(row, dst)| {
-        let (ci, kidx) = (row / kk, row % kk);
-        let (ky, kx) = (kidx / g.k, kidx % g.k);
-        let src = &x[ci * hw * b..(ci + 1) * hw * b];
-        for oy in 0..oh {
-            let Some(iy) = tap(oy, ky, g.stride, g.pad, g.h) else { continue };
-            for ox in 0..ow {
-                let Some(ix) = tap(ox, kx, g.stride, g.pad, g.w) else { continue };
-                let (o, i) = ((oy * ow + ox) * b, (iy * g.w + ix) * b);
-                dst[o..o + b].copy_from_slice(&src[i..i + b]);
-            }
-        }
-    });
-    col
-}
-
-/// Adjoint of [`im2col`]: scatter-adds columns back onto the (zeroed) image `gx`.
-fn col2im(g: &ConvGeom, col: &[f32], b: usize, mut gx: Vec<f32>) -> Vec<f32> {
-    let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
-    let op = oh * ow;
-    let kk = g.k * g.k;
-    gx.par_chunks_mut(hw * b).enumerate().for_each(|(ci, dst)| {
-        for kidx in 0..kk {
-            let (ky, kx) = (kidx / g.k, kidx % g.k);
-            let src = &col[(ci * kk + kidx) * op * b..(ci * kk + kidx + 1) * op * b];
-            for oy in 0..oh {
-                let Some(iy) = tap(oy, ky, g.stride, g.pad, g.h) else { continue };
-                for ox in 0..ow {
-                    let Some(ix) = tap(ox, kx, g.stride, g.pad, g.w) else { continue };
-                    let (o, i) = ((oy * ow + ox) * b, (iy * g.w + ix) * b);
-                    axpy(&mut dst[i..i + b], 1.0, &src[o..o + b]);
-                }
-            }
-        }
-    });
-    gx
-}
-
 /// `y += a * x`.
 #[inline]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (d, s) in y.iter_mut().zip(x) {
         *d += a * s;
     }
-}
-
-/// Output columns `lo..hi` whose tap `kx` lands inside a row of `width` input pixels.
-#[inline]
-fn valid_columns(kx: usize, stride: usize, pad: usize, width: usize, out_w: usize) -> (usize, usize) {
-    if kx >= width + pad {
-        return (0, 0);
-    }
-    let lo = if kx >= pad { 0 } else { (pad - kx).div_ceil(stride) };
-    let hi = ((width + pad - kx - 1) / stride + 1).min(out_w);
-    (lo, hi.max(lo))
 }
 
 /// One tap of a direct convolution over one output row of `ow` columns. Gather (forward):

@@ -12,7 +12,7 @@ mod kernels;
 mod mbf;
 mod sface;
 
-pub use kernels::{matmul, ConvGeom, Workspace};
+pub use kernels::{ConvGeom, Workspace};
 
 
 use rayon::prelude::*;
@@ -264,7 +264,7 @@ impl Net {
                     // The input viewed as [C*H*W][b] is already the flattened batch.
                     let d = self.shapes[*input].numel();
                     let mut y = vec![0f32; out * b]; // [out][b]
-                    kernels::matmul(*out, b, d, weight, d, 1, &bufs[*input], b, 1, &mut y, false);
+                    crate::im2col::matmul(*out, b, d, weight, d, 1, &bufs[*input], b, 1, &mut y, false);
                     for (o, row) in y.chunks_mut(b).enumerate() {
                         row.iter_mut().for_each(|v| *v += bias[o]);
                     }
@@ -349,7 +349,7 @@ impl Net {
                     let dd = self.shapes[*input].numel();
                     // gx[dd][r] = W^T[dd][out] * gy[out][r]: directly in [C][H*W][r] layout.
                     let mut gx = ws.take(dd * r);
-                    kernels::matmul(dd, r, *out, weight, 1, dd, &gy, r, 1, &mut gx, false);
+                    crate::im2col::matmul(dd, r, *out, weight, 1, dd, &gy, r, 1, &mut gx, false);
                     ws.give(gy);
                     accumulate(&mut grads[*input], gx, ws);
                 }

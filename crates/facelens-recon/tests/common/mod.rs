@@ -8,7 +8,7 @@ use candle_core::{Device, Module, Tensor};
 use facelens_recon::data::{BatchPlan, EmbeddingTable, InMemoryFaces, TrainData};
 use facelens_recon::decoder::crop_to_unit;
 use facelens_recon::losses::{FrozenBackbone, ModelInput};
-use facelens_recon::rng::Rng;
+use facelens_core::rng::Xoshiro256;
 use image::RgbImage;
 
 pub const DIM: usize = 16;
@@ -22,7 +22,7 @@ pub struct TinyNet {
 
 impl TinyNet {
     pub fn new(seed: u64) -> Self {
-        let mut r = Rng::new(seed);
+        let mut r = Xoshiro256::new(seed);
         let mut t = |shape: &[usize], scale: f64| {
             let n: usize = shape.iter().product();
             let v: Vec<f32> = (0..n).map(|_| (r.normal() * scale) as f32).collect();

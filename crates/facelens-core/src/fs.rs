@@ -1,0 +1,212 @@
+//! Atomic file writes: readers (and a crash) see either the old complete file or the new one.
+//!
+//! The bytes go to a temporary file in the target's own folder (a rename is only atomic within
+//! one file system), which is synced and then renamed over the target; the folder is synced
+//! last so that the rename itself survives a crash. Only regular files are ever replaced: a
+//! rename over `/dev/null`, a FIFO or a folder would swap the node itself for a regular file
+//! instead of writing to it, so such targets are refused.
+
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically; see the module documentation.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], but `write` streams the content into a buffered writer. If `write`
+/// (or anything after it) fails, the target is left as it was and no temporary file remains.
+pub fn write_atomic_with<F>(path: &Path, write: F) -> io::Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    let target = replaceable_target(path)?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| context(e, format!("cannot create a temporary file in {}", dir.display())))?;
+    // From here on `tmp` deletes itself when dropped on any early return.
+    let mut w = BufWriter::new(tmp);
+    write(&mut w).map_err(|e| context(e, format!("cannot write {}", target.display())))?;
+    let tmp = w.into_inner().map_err(|e| context(e.into_error(), format!("cannot write {}", target.display())))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| context(e, format!("cannot sync {}", target.display())))?;
+    tmp.persist(&target)
+        .map_err(|e| context(e.error, format!("cannot move the temporary file onto {}", target.display())))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// The path to rename onto: `path` itself, or, if it is a link, the file it points to (so the
+/// link survives). Fails when the (resolved) target exists and is not a regular file.
+fn replaceable_target(path: &Path) -> io::Result<PathBuf> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A dangling link would be replaced by a file; anything else does not exist yet.
+            return match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_symlink() => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("refusing to replace {}: it is a link to nothing", path.display()),
+                )),
+                _ => Ok(path.to_path_buf()),
+            };
+        }
+        Err(e) => return Err(context(e, format!("cannot inspect {}", path.display()))),
+    };
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to replace {}: it exists and is not a regular file ({})", path.display(), kind(&meta)),
+        ));
+    }
+    let is_link = std::fs::symlink_metadata(path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+    if is_link {
+        std::fs::canonicalize(path).map_err(|e| context(e, format!("cannot resolve {}", path.display())))
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+fn kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Makes a rename in `dir` durable. Best effort: some file systems (and Windows) cannot open or
+/// sync a folder, and the data itself is already synced.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn context(e: io::Error, what: String) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_and_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        write_atomic(&p, b"first version").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"first version");
+        write_atomic(&p, b"2nd").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"2nd");
+        write_atomic_with(&p, |w| {
+            w.write_all(b"stre")?;
+            w.write_all(b"amed")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"streamed");
+        assert_eq!(names(dir.path()), ["a.txt"]);
+    }
+
+    #[test]
+    fn a_failing_write_keeps_the_old_file_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        write_atomic(&p, b"old").unwrap();
+        let err = write_atomic_with(&p, |w| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("boom"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("boom") && err.to_string().contains("a.txt"), "{err}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(names(dir.path()), ["a.txt"]);
+    }
+
+    #[test]
+    fn missing_folder_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("no/such/a.txt");
+        let err = write_atomic(&p, b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("no/such"), "{err}");
+    }
+
+    #[test]
+    fn refuses_to_replace_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let err = write_atomic(&sub, b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(sub.is_dir());
+        assert_eq!(names(dir.path()), ["sub"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_to_replace_a_fifo() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+        assert!(made.success());
+        let err = write_atomic(&fifo, b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let msg = err.to_string();
+        assert!(msg.contains("pipe") && msg.contains("FIFO"), "{msg}");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(names(dir.path()), ["pipe"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_to_replace_a_device_node() {
+        let err = write_atomic(Path::new("/dev/null"), b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("/dev/null"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writes_through_a_link_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.txt");
+        let link = dir.path().join("link.txt");
+        std::fs::write(&real, b"old").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+    }
+}
