@@ -4,7 +4,7 @@
 //!
 //! Data flows one way through the modules: [`config`] → [`select`] / [`pair`] / [`explain`] /
 //! [`cache`] → [`bench`] (records, see [`records`]) → [`report`] (tables) → [`output`] (run
-//! directories, TensorBoard, `merge`), with [`draw`] for figures.
+//! directories, TensorBoard) and [`shards`] (`merge`), with [`draw`] for figures.
 
 pub mod bench;
 pub mod cache;
@@ -17,6 +17,7 @@ pub mod pair;
 pub mod records;
 pub mod report;
 pub mod select;
+pub mod shards;
 
 use std::path::Path;
 

@@ -1,12 +1,12 @@
 //! Writing a run directory: records, tables (Markdown, CSV, JSON), plots, panels and TensorBoard
-//! events; and merging shard directories into one run.
+//! events (merging shards is [`crate::shards`]).
 //!
 //! Every file is written atomically (temp file + rename), so an interrupted run never leaves a
 //! half-written table that looks complete.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use facelens_board::run_dir::write_atomic;
 use facelens_board::{HParamValue, RunDir, SummaryWriter};
@@ -14,10 +14,10 @@ use image::codecs::png::PngEncoder;
 use image::{ImageEncoder, RgbImage};
 
 use crate::bench::Panel;
-use crate::config::{Row, EXPERIMENT};
+use crate::config::Row;
 use crate::draw::{self, Series};
 use crate::error::{Error, Result};
-use crate::records::{Records, Shard, Timings};
+use crate::records::{Records, Timings};
 use crate::report::{self, Cell, Results};
 
 pub const RECORDS_FILE: &str = "records.json";
@@ -266,161 +266,6 @@ fn pick<'a>(cell: &'a Cell, mode: &str) -> (&'a [f64], Option<f64>) {
     }
 }
 
-/// Shard run directories named on the command line: each argument is a run directory holding
-/// `records.json`, or a folder whose immediate subfolders are searched for them (e.g.
-/// `runs/job-123/xfv-benchmark`).
-pub fn find_shards(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for a in args {
-        if a.join(RECORDS_FILE).is_file() {
-            out.push(a.clone());
-            continue;
-        }
-        let entries = std::fs::read_dir(a)
-            .map_err(|e| Error::io(a, "neither a shard run directory nor a folder of them", e))?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join(RECORDS_FILE).is_file())
-            .collect();
-        if found.is_empty() {
-            return Err(Error::invalid(a, format!("no {RECORDS_FILE} here or in its subfolders")));
-        }
-        found.sort();
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-/// A shard loaded for merging.
-pub struct ShardDir {
-    pub path: PathBuf,
-    pub config_text: String,
-    pub records: Records,
-}
-
-pub fn read_shard(dir: &Path) -> Result<ShardDir> {
-    let path = dir.join(RECORDS_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "reading", e))?;
-    let records: Records = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid(&path, format!("not a records file of this version: {e}")))?;
-    let cfg = dir.join(facelens_board::run_dir::CONFIG_FILE);
-    let config_text = std::fs::read_to_string(&cfg).map_err(|e| Error::io(&cfg, "reading", e))?;
-    Ok(ShardDir {
-        path: dir.to_path_buf(),
-        config_text,
-        records,
-    })
-}
-
-/// Combines the shards of one sharded run. Refuses mixtures of configs, missing or repeated
-/// shards, and pairs evaluated twice or not at all, naming the directories involved.
-pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
-    let Some(first) = shards.first() else {
-        return Err(Error::Merge("nothing to merge".into()));
-    };
-    let r0 = &first.records;
-    let count = r0.shard.count;
-    let mut seen: BTreeMap<usize, &Path> = BTreeMap::new();
-    for s in shards {
-        let r = &s.records;
-        if r.config_sha256 != r0.config_sha256 || s.config_text != first.config_text {
-            return Err(Error::Merge(format!(
-                "{} was run with another config ({}) than {} ({}); pass the shards of one run only",
-                s.path.display(),
-                &r.config_sha256[..8.min(r.config_sha256.len())],
-                first.path.display(),
-                &r0.config_sha256[..8.min(r0.config_sha256.len())]
-            )));
-        }
-        if r.shard.count != count {
-            return Err(Error::Merge(format!(
-                "{} is shard {} but {} is shard {}",
-                s.path.display(),
-                r.shard,
-                first.path.display(),
-                r0.shard
-            )));
-        }
-        if r.models != r0.models
-            || r.rows != r0.rows
-            || r.table3_method != r0.table3_method
-            || r.steps != r0.steps
-            || r.perturb != r0.perturb
-            || r.selected != r0.selected
-        {
-            return Err(Error::Merge(format!(
-                "{} and {} disagree on models, methods, steps or selection (different checkpoints or code?)",
-                s.path.display(),
-                first.path.display()
-            )));
-        }
-        if let Some(other) = seen.insert(r.shard.index, &s.path) {
-            return Err(Error::Merge(format!(
-                "shard {} appears twice: {} and {}",
-                r.shard,
-                other.display(),
-                s.path.display()
-            )));
-        }
-    }
-    let missing: Vec<String> = (1..=count)
-        .filter(|i| !seen.contains_key(i))
-        .map(|i| format!("{i}/{count}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Merge(format!("missing shards: {}", missing.join(", "))));
-    }
-    let mut records: Vec<_> = shards
-        .iter()
-        .flat_map(|s| s.records.records.iter().cloned())
-        .collect();
-    records.sort_by_key(|r| r.index);
-    let indices: BTreeSet<usize> = records.iter().map(|r| r.index).collect();
-    if indices.len() != records.len()
-        || indices.len() != r0.selected
-        || records.last().is_some_and(|r| r.index + 1 != r0.selected)
-    {
-        return Err(Error::Merge(format!("the shards hold {} records for {} distinct pairs, expected each of the {} selected pairs once", records.len(), indices.len(), r0.selected)));
-    }
-    Ok(Records {
-        shard: Shard::WHOLE,
-        records,
-        ..r0.clone()
-    })
-}
-
-/// Panels saved by the shards, in name order.
-pub fn read_panels(shards: &[ShardDir]) -> Result<Vec<Panel>> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    for s in shards {
-        let dir = s.path.join(PANELS_DIR);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "png") {
-                let name = p
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                files.push((name, p));
-            }
-        }
-    }
-    files.sort();
-    files
-        .into_iter()
-        .map(|(name, p)| {
-            let image = image::open(&p)
-                .map_err(|e| Error::invalid(&p, format!("reading panel: {e}")))?
-                .to_rgb8();
-            Ok(Panel { name, image })
-        })
-        .collect()
-}
-
 /// Per `model/method`: (explanations, seconds per explanation, forward images and backward rows
 /// per explanation, Deletion/Insertion seconds per pair).
 fn cost_rows(t: &Timings) -> Vec<(String, u64, f64, f64, f64, f64)> {
@@ -501,47 +346,15 @@ fn cost_csv(t: &Timings) -> String {
     s
 }
 
-/// Sums the shards' timings (what the whole job cost, not its wall time).
-pub fn read_timings(shards: &[ShardDir]) -> Timings {
-    let mut total = Timings::default();
-    for s in shards {
-        let Ok(bytes) = std::fs::read(s.path.join(TIMINGS_FILE)) else {
-            continue;
-        };
-        let Ok(t) = serde_json::from_slice::<Timings>(&bytes) else {
-            continue;
-        };
-        total.add(t);
-    }
-    total
-}
-
-/// `merge`: shard directories -> one complete run directory under `out`.
-pub fn merge(args: &[PathBuf], out: &Path) -> Result<(RunDir, Results)> {
-    let dirs = find_shards(args)?;
-    let shards = dirs
-        .iter()
-        .map(|d| read_shard(d))
-        .collect::<Result<Vec<_>>>()?;
-    let records = merge_records(&shards)?;
-    let panels = read_panels(&shards)?;
-    let timings = read_timings(&shards);
-    let config_text = &shards[0].config_text;
-    let run = RunDir::create_with_device(
-        out,
-        EXPERIMENT,
-        config_text,
-        &format!("merge of {} shards", shards.len()),
-    )?;
-    let results = write_run(&run, config_text, &records, &panels, &timings)?;
-    Ok((run, results))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Variant;
     use crate::records::{MethodCurves, ModelInfo, ModelPairRecord, PairRecord, RowCurves};
+    use crate::config::EXPERIMENT;
+    use crate::records::Shard;
+    use crate::shards::{merge_records, ShardDir};
+    use std::path::PathBuf;
     use facelens_eval::deletion::{MapKind, Perturb};
 
     /// Six pairs: genuine ones accepted at p = 0 and rejected from p = 50; impostors the reverse.

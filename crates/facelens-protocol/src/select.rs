@@ -11,7 +11,6 @@
 //! The shuffle uses SplitMix64 ([`facelens_saliency::perturb::Rng`]) with a fixed seed, so the
 //! subset is the same on every machine and in every shard.
 
-use crate::error::Result;
 use facelens_eval::deletion::MapKind;
 use facelens_saliency::perturb::Rng;
 
@@ -34,14 +33,14 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 /// order), so records and tables keep the order of the pair list whatever the scan order.
 ///
 /// `progress(scanned, total)` is called before each classification.
-pub fn balanced(
+pub fn balanced<E>(
     order: impl IntoIterator<Item = usize>,
     total: usize,
     quota: usize,
     genuine: impl Fn(usize) -> bool,
-    mut classify: impl FnMut(usize) -> Result<Option<MapKind>>,
+    mut classify: impl FnMut(usize) -> Result<Option<MapKind>, E>,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<usize>> {
+) -> Result<Vec<usize>, E> {
     let (mut n_genuine, mut n_impostor) = (0usize, 0usize);
     let mut chosen = Vec::new();
     for (scanned, i) in order.into_iter().enumerate() {
@@ -94,7 +93,7 @@ mod tests {
             200,
             quota,
             label,
-            |i| Ok(kind(i)),
+            |i| Ok::<_, ()>(kind(i)),
             |_, _| {},
         )
         .expect("selection")
@@ -124,7 +123,7 @@ mod tests {
         let b = random(20, 1);
         assert_ne!(a, b, "another seed draws another subset");
         // Not the first eligible pairs in list order.
-        let first = balanced(0..200, 200, 20, label, |i| Ok(kind(i)), |_, _| {}).expect("first");
+        let first = balanced(0..200, 200, 20, label, |i| Ok::<_, ()>(kind(i)), |_, _| {}).expect("first");
         assert_ne!(a, first);
     }
 
@@ -145,7 +144,7 @@ mod tests {
             label,
             |i| {
                 classified += 1;
-                Ok(kind(i))
+                Ok::<_, ()>(kind(i))
             },
             |_, _| {},
         )

@@ -9,18 +9,16 @@
 //! decoder-ablation --config experiments/decoder-ablation/cpu.toml [--only NAME]... [--device cpu]
 //! ```
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, DeviceLocation};
 use clap::Parser;
 use facelens_board::RunDir;
 use facelens_recon::run::{self, AblationConfig, AblationRow, Phase, RunMessage, Start, TrainObserver, TrainResults, RESULTS_FILE};
 use facelens_recon::{ReconMetrics, StepReport};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 const EXPERIMENT: &str = "decoder-ablation";

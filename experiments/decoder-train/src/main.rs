@@ -10,18 +10,16 @@
 //! decoder-train eval --run runs/decoder-train/<run> [--faces 50]   # e.g. after Ctrl-C
 //! ```
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, DeviceLocation};
+use candle_core::Device;
 use clap::{Parser, Subcommand};
 use facelens_recon::run::{self, ExperimentConfig, Phase, RunMessage, Start, TrainObserver};
 use facelens_recon::{EvalFace, ReconMetrics, StepReport};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 #[derive(Parser)]
 #[command(

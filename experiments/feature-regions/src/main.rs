@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, DeviceLocation};
 use clap::Parser;
 use facelens_board::RunDir;
 use facelens_recon::run::{dominant_regions, probe_faces, regions_summary, split_faces, PANEL_PNG};

@@ -26,7 +26,8 @@ def per_pair_aucs(records):
         m = rec["models"][0]
         if m["kind"] is None:
             continue
-        for method, curves in m["methods"].items():
+        for curves in m["rows"]:
+            method = curves["method"] + (PROBE if curves["variant"] == "probe-only" else "")
             for mode in ("deletion", "insertion"):
                 ok = [1.0 if (y >= tau) == rec["genuine"] else 0.0 for y in curves[mode]]
                 auc = sum((steps[i + 1] - steps[i]) * (ok[i] + ok[i + 1]) / 2 for i in range(len(steps) - 1))

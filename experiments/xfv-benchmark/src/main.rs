@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use facelens_protocol::{output, CurveCache, Shard};
+use facelens_protocol::{shards, CurveCache, Shard};
 
 #[derive(Parser)]
 #[command(version, about = "Deletion/Insertion benchmark of face-verification explanations")]
@@ -57,7 +57,7 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Merge { shards, out }) = cli.command {
-        let (run, results) = output::merge(&shards, &out)?;
+        let (run, results) = shards::merge(&shards, &out)?;
         println!("{}", results.markdown());
         eprintln!("merged {} shard folder(s) into {}", shards.len(), run.path().display());
         return Ok(());

@@ -106,7 +106,7 @@ impl TrainObserver for Console {
                 Phase::Train => "training",
                 Phase::Probe => "probing",
             };
-            self.bar = crate::progress::bar(total, what);
+            self.bar = facelens_board::progress::bar(total).with_message(what);
             self.phase = Some(phase);
         }
         self.bar.set_position(done);
@@ -206,7 +206,7 @@ pub fn reconstruct_cmd(a: DecoderIoArgs, device: &Device) -> Result<()> {
 
 pub fn probe_regions(a: ProbeRegionsArgs, device: &Device) -> Result<()> {
     let l = load(&a.io, device)?;
-    let bar = crate::progress::bar(l.crops.len() as u64, "probing");
+    let bar = facelens_board::progress::bar(l.crops.len() as u64).with_message("probing");
     let stats = run::probe_faces(&l.decoder, &l.model, &l.names, &l.crops, a.top_k, a.io.batch, &a.io.out, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     for r in &stats.regions {

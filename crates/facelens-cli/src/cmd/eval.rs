@@ -8,11 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Args, Subcommand};
-use facelens_data::{FaceSource, Pair};
-use facelens_models::FaceModel;
+use facelens_data::FaceSource;
 use rayon::prelude::*;
 
-use crate::faces::{FaceArgs, FaceLoader};
 
 #[derive(Subcommand)]
 pub enum EvalCommand {

@@ -195,7 +195,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         pairs.len(),
         a.limit.unwrap_or(usize::MAX),
         |i| pairs[i].genuine,
-        |i| Ok(scorer.prepare(&pairs[i])?.and_then(|p| p.kind)),
+        |i| anyhow::Ok(scorer.prepare(&pairs[i])?.and_then(|p| p.kind)),
         |scanned, _| bar.set_position(scanned as u64),
     )?;
     bar.finish_and_clear();

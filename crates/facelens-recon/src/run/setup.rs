@@ -8,7 +8,7 @@ use facelens_data::{load_pairs, LandmarkTable};
 use facelens_models::FaceModel;
 
 use crate::checkpoint::write_atomic;
-use crate::data::{lfw_genuine_faces, EmbeddingTable, EvalFace, FaceSource};
+use crate::data::{lfw_genuine_faces, EmbeddingTable, EvalFace, CropSource};
 use crate::error::{ReconError, Result};
 use crate::trainer::{StepOutcome, StepReport};
 
@@ -35,7 +35,7 @@ pub(crate) enum Cached {
 /// Embeddings cached at `path` if they were computed from exactly these crops (a resumed run).
 pub(crate) fn cached_embeddings(
     path: &Path,
-    source: &dyn FaceSource,
+    source: &dyn CropSource,
     need_grey: bool,
 ) -> Result<Cached> {
     if !path.is_file() {
@@ -53,7 +53,7 @@ pub(crate) fn cached_embeddings(
 /// Embeds every training crop once and saves the table to `path`.
 pub(crate) fn compute_embeddings(
     path: &Path,
-    source: &dyn FaceSource,
+    source: &dyn CropSource,
     model: &FaceModel,
     need_grey: bool,
     batch: usize,

@@ -14,7 +14,7 @@ use facelens_models::FaceModel;
 
 use crate::checkpoint::{write_atomic, Checkpoint};
 use crate::data::{
-    AlignedFiles, BatchLoader, BatchPlan, EmbeddingTable, EvalFace, FaceSource, TrainData,
+    AlignedFiles, BatchLoader, BatchPlan, EmbeddingTable, EvalFace, CropSource, TrainData,
 };
 use crate::error::{ReconError, Result};
 use crate::eval::{pair_grid, reconstruct};
