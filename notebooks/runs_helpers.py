@@ -1,6 +1,6 @@
 """Shared helpers for the notebooks: find the newest run of an experiment and read its files.
 
-Run directories are `<runs root>/<experiment>/<UTC timestamp>-<config hash>[-N]/` (DESIGN §10), written by
+Run directories are `<runs root>/<experiment>/<UTC timestamp>-<config hash>[-N]/` (docs/design.md §10), written by
 `facelens_board::RunDir`: `meta.json`, `config.toml`, `results.json` when finished, TensorBoard event files,
 PNG figures and JSON/CSV results. `facelens runs list` prints the same runs from the command line.
 """

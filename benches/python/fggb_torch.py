@@ -1,4 +1,4 @@
-"""Reference FGGB (DESIGN.md section 6) in PyTorch, with per-pair timing.
+"""Reference FGGB (docs/design.md §6) in PyTorch, with per-pair timing.
 
 For an aligned pair (I_A, I_B) and threshold tau:
   F = l2(f(I));  g^k = mean_RGB |dF[k]/dI|  (k = 0..N-1, derivative of the L2-normalised embedding);

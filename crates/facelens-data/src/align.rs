@@ -1,4 +1,4 @@
-//! 5-point face alignment onto the ArcFace 112x112 template (DESIGN §4).
+//! 5-point face alignment onto the ArcFace 112x112 template (docs/design.md §4).
 //!
 //! The transform is the least-squares similarity (rotation, uniform scale, translation; never a
 //! reflection) of Umeyama (1991), as computed by insightface's `face_align.norm_crop` through

@@ -2,7 +2,7 @@
 //!
 //! Keys hash the model name with the source file's bytes, so a renamed file still hits and an
 //! edited file misses. Every write goes to a temporary file in the cache folder that is synced
-//! and then renamed over the target, so a crash never leaves a half-written entry (DESIGN §12).
+//! and then renamed over the target, so a crash never leaves a half-written entry (docs/design.md §12).
 
 use std::path::{Path, PathBuf};
 

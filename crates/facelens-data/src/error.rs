@@ -1,7 +1,7 @@
 //! The one error type of this crate.
 //!
 //! Every variant names the file (and the line, for text inputs) and says what is wrong, so that a
-//! CLI can print it as is (DESIGN §12).
+//! CLI can print it as is (docs/design.md §12).
 
 use std::path::PathBuf;
 

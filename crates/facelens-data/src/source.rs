@@ -1,4 +1,4 @@
-//! From an image path to the aligned crop a backbone sees, with the rules of DESIGN §4:
+//! From an image path to the aligned crop a backbone sees, with the rules of docs/design.md §4:
 //! landmarks known → align; already `size` x `size` → use as is; otherwise resize only when the user
 //! asked for it, else refuse with a message that says how to fix the call.
 

@@ -1,5 +1,5 @@
 //! Deletion / Insertion curves: how well a saliency map ranks the pixels a verifier relies on
-//! (DESIGN §8). The metrics are those of Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling
+//! (docs/design.md §8). The metrics are those of Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling
 //! for Explanation of Black-box Models" (BMVC 2018), with the class score replaced by the
 //! verification decision at τ.
 //!
@@ -91,7 +91,7 @@ impl Perturb {
     }
 }
 
-/// Which kind of map a pair can score (DESIGN §8): similarity maps explain an accepted genuine
+/// Which kind of map a pair can score (docs/design.md §8): similarity maps explain an accepted genuine
 /// pair, dissimilarity maps a rejected impostor pair. Misclassified pairs score neither, because
 /// there is no correct decision for the map to explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -156,7 +156,7 @@ impl ImageShape {
     }
 }
 
-/// Protocol switches (every choice of DESIGN §8 is one of these fields).
+/// Protocol switches (every choice of docs/design.md §8 is one of these fields).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Protocol {
     /// Step between curve points in percent of the pixels (5 gives 0, 5, ..., 100).

@@ -1,5 +1,5 @@
 //! Evaluation for facelens: the LFW-style verification protocol (10-fold accuracy, EER, TAR@FAR,
-//! ROC; DESIGN §5) and the Deletion/Insertion benchmark of explanations (DESIGN §8).
+//! ROC; docs/design.md §5) and the Deletion/Insertion benchmark of explanations (docs/design.md §8).
 //!
 //! Inputs are plain slices of scores, labels, images and maps, so the crate is independent of any
 //! model code; where a model is needed (Deletion/Insertion) the caller passes a scorer closure.

@@ -4,7 +4,7 @@ use crate::error::{EvalError, Result};
 
 /// Area under the piecewise-linear curve through `(xs[i], ys[i])` (trapezoid rule).
 ///
-/// Used for Deletion/Insertion curves (DESIGN §8), where `xs` is the perturbed fraction in percent
+/// Used for Deletion/Insertion curves (docs/design.md §8), where `xs` is the perturbed fraction in percent
 /// and `ys` the verification accuracy; the units of the area are those of `x * y`, so the caller
 /// chooses the scale it reports. `xs` must be non-decreasing: a curve that goes back on itself is a
 /// bug upstream, not something to integrate.

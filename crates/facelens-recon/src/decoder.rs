@@ -1,4 +1,4 @@
-//! The feature-to-face decoder `D: R^N -> 3 x 112 x 112` (DESIGN §9).
+//! The feature-to-face decoder `D: R^N -> 3 x 112 x 112` (docs/design.md §9).
 //!
 //! Architecture in the spirit of the DCGAN generator (Radford et al., 2016) as used for
 //! feature-inversion of face embeddings (e.g. Mai et al., "On the reconstruction of face images
@@ -7,7 +7,8 @@
 //! halving the channels, a 3x3 convolution maps to RGB and `tanh` bounds the output to `[-1, 1]`
 //! (RGB, `pixel = (x + 1) * 127.5`; see [`crate::losses::ModelInput`] for other backbones).
 //!
-//! Only operations whose gradients candle computes correctly are used (CANDLE-NOTES §1):
+//! Only operations whose gradients candle 0.11 computes correctly (checked against finite
+//! differences) are used:
 //! nearest x2 upsampling + conv or a stride-2 transposed conv, BatchNorm/GroupNorm (never the
 //! fused layer norm, which silently cuts the graph), PReLU or leaky ReLU.
 

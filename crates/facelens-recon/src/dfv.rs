@@ -1,4 +1,4 @@
-//! DFV: decoder feature visualisation as a verification explainer (DESIGN §7).
+//! DFV: decoder feature visualisation as a verification explainer (docs/design.md §7).
 //!
 //! FGGB weights per-dimension input-gradient maps; DFV weights per-dimension *decoder* maps
 //! instead: `S_A = sum_k v_k R_A^k` with FGGB's `v_k = F_A[k] F_B[k] - tau/N` and `R_A^k` the

@@ -1,7 +1,7 @@
 //! The one error type of `facelens-recon`.
 //!
 //! Variants name the file or tensor at fault and say what was expected, so a binary can print
-//! them as they are (DESIGN §12).
+//! them as they are (docs/design.md §12).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! How good a decoder is on held-out faces (DESIGN §9).
+//! How good a decoder is on held-out faces (docs/design.md §9).
 //!
 //! For a source face with normalised embedding `z = l2(f(x))` and reconstruction `x_hat = D(z)`
 //! (quantised to 8 bits, as a saved image would be):

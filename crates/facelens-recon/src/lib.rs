@@ -1,4 +1,4 @@
-//! Feature-to-face reconstruction for facelens (DESIGN §9).
+//! Feature-to-face reconstruction for facelens (docs/design.md §9).
 //!
 //! A decoder learns to turn a face-recognition embedding back into a face; perturbing one
 //! embedding dimension and watching what changes in the reconstruction maps features to facial

@@ -1,4 +1,4 @@
-//! Training losses of the decoder (DESIGN §9):
+//! Training losses of the decoder (docs/design.md §9):
 //! `lambda_pix * L1_masked(x_hat, x) + lambda_id * (1 - cos(l2(f(x_hat)), z)) + lambda_ssim * (1 - SSIM)`.
 //!
 //! The identity term runs the frozen backbone `f` inside candle's autograd. Its weights are plain

@@ -1,4 +1,4 @@
-//! Feature-to-region probing (DESIGN §9).
+//! Feature-to-region probing (docs/design.md §9).
 //!
 //! For a face with normalised embedding `z` and each dimension `k`:
 //! `R^k = mean_c |D(z) - D(renorm(z with z_k = 0))|`, normalised to sum 1, shows where in the face

@@ -11,7 +11,7 @@ use crate::engine::{normalised, GradientEngine};
 use crate::{Decision, Explanation, FacePair, Result, SaliencyMaps};
 
 /// Model-space value of a black pixel (0 in 0..255) for `w600k_mbf`:
-/// `(0 - 127.5) / 127.5`. Occluding with the model's own black matches Deletion (DESIGN §8);
+/// `(0 - 127.5) / 127.5`. Occluding with the model's own black matches Deletion (docs/design.md §8);
 /// a backbone with another normalisation needs its own value.
 pub const BLACK_W600K_MBF: f32 = -1.0;
 

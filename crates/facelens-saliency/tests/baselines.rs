@@ -1,4 +1,4 @@
-//! The baselines of DESIGN §7: valid maps on a tiny random MobileFaceNet, determinism,
+//! The baselines of docs/design.md §7: valid maps on a tiny random MobileFaceNet, determinism,
 //! CorrRISE's shared mask set, Grad-CAM's gradient at the last feature map, and on a toy
 //! model whose embedding reads only the top-left quadrant, maps that find that quadrant.
 

@@ -1,4 +1,4 @@
-//! `decoder-ablation`: which parts of the decoder's recipe matter (DESIGN §9)?
+//! `decoder-ablation`: which parts of the decoder's recipe matter (docs/design.md §9)?
 //!
 //! Each variant is one `decoder-train` run — the base config plus the variant's overrides — so a
 //! variant is exactly what `facelens train-decoder --config BASE --set ...` would train. The runs

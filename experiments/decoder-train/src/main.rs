@@ -1,5 +1,5 @@
 //! `decoder-train`: trains the feature-to-face decoder, evaluates it on held-out LFW faces and
-//! probes which embedding dimensions encode which facial regions (DESIGN §9, §10). The run itself
+//! probes which embedding dimensions encode which facial regions (docs/design.md §9, §10). The run itself
 //! is `facelens_recon::run`; this binary parses flags, turns Ctrl-C into a checkpointed stop and
 //! draws progress.
 //!

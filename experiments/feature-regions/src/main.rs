@@ -1,4 +1,4 @@
-//! `feature-regions`: which facial regions do the embedding's dimensions encode (DESIGN §9)?
+//! `feature-regions`: which facial regions do the embedding's dimensions encode (docs/design.md §9)?
 //!
 //! For each held-out LFW face and each dimension k, `R^k = mean_c |D(z) - D(renorm(z, z_k = 0))|`
 //! (normalised) is split over the template regions (eyes, nose, mouth, forehead, cheeks/jaw,

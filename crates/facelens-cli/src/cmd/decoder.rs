@@ -1,5 +1,5 @@
 //! `facelens train-decoder`, `facelens reconstruct`, `facelens probe-regions`: the
-//! feature-to-face decoder (DESIGN §9) from the command line.
+//! feature-to-face decoder (docs/design.md §9) from the command line.
 //!
 //! Training is `facelens_recon::run`, as in the `decoder-train` experiment (configs in
 //! `experiments/decoder-*`); the other two commands take any face photos, align them like

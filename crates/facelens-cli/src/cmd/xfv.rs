@@ -1,4 +1,4 @@
-//! `facelens eval xfv`: Deletion/Insertion of one explainer on a pair list (DESIGN §8).
+//! `facelens eval xfv`: Deletion/Insertion of one explainer on a pair list (docs/design.md §8).
 //!
 //! Pair selection, per-pair curves and AUCs come from `facelens-protocol`, the library behind the
 //! `xfv-benchmark` experiment, so

@@ -1,4 +1,4 @@
-//! A whole decoder training run as library code (DESIGN §9, §10): config, data, the training
+//! A whole decoder training run as library code (docs/design.md §9, §10): config, data, the training
 //! loop with checkpoints and exact resume, TensorBoard logging, the final evaluation on held-out
 //! LFW faces, region probing, and the run directory's files. `decoder-train`,
 //! `facelens train-decoder` and `decoder-ablation` drive it through [`train()`] with their own
