@@ -45,12 +45,12 @@ impl Loaded {
             }
             MethodSpec::Named { kind } => (Some(facelens_saliency::by_name(kind)?), None),
         };
-        let mut identity = serde_json::to_value(&method.spec).expect("a method spec serialises");
-        if let (Some(sha), Some(obj)) = (extra, identity.as_object_mut()) {
+        let identity = match extra {
             // The decoder's contents, not its path, decide its maps.
-            obj.insert("decoder".into(), serde_json::Value::String(sha));
+            Some(sha) => serde_json::json!({ "dfv": { "decoder_sha256": sha } }),
+            None => serde_json::to_value(&method.spec).expect("a method spec serialises"),
         }
-        let identity = identity.to_string();
+        .to_string();
         Ok(Loaded { method, identity, explainer })
     }
 

@@ -56,7 +56,7 @@ fn main() -> Result<()> {
         let mut all = overrides.clone();
         all.push(format!("runs_root={}", toml::Value::String(run.path().display().to_string())));
         eprintln!("== variant `{}`: {}", variant.name, overrides.join(" "));
-        let prepared = Start::Fresh { config: cfg.base.clone(), overrides: all }.prepare()?;
+        let prepared = Start::Fresh { config: cfg.train_config.clone(), overrides: all }.prepare()?;
         let device = facelens_core::parse_device(cli.device.as_deref().unwrap_or(&prepared.config().device))?;
         let outcome = run::train(prepared, &device, &facelens_core::describe_device(&device), &mut console)?;
         if !outcome.completed {

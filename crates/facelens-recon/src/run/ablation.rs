@@ -15,8 +15,9 @@ use super::results::TrainResults;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AblationConfig {
-    /// decoder-train config that every variant starts from.
-    pub base: PathBuf,
+    /// decoder-train config that every variant trains from (not `base`: that key is config
+    /// inheritance, `facelens_board::config`).
+    pub train_config: PathBuf,
     /// Overrides applied to the base before each variant's own.
     #[serde(default)]
     pub set: Vec<String>,
@@ -47,9 +48,9 @@ impl AblationConfig {
                 "--only {name}: no such variant"
             )));
         }
-        if !self.base.is_file() {
-            let base = self.base.display();
-            return Err(ReconError::Config(format!("base config {base} not found")));
+        if !self.train_config.is_file() {
+            let base = self.train_config.display();
+            return Err(ReconError::Config(format!("train_config {base} not found")));
         }
         Ok(self
             .variants
