@@ -82,6 +82,20 @@ fn verify_accepts_the_same_person_and_rejects_different_people() {
 
 #[test]
 #[ignore = "needs ../shared"]
+fn a_threshold_that_is_not_a_cosine_is_refused() {
+    let ck = checkpoints();
+    let img = lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg");
+    for t in ["NaN", "inf", "1e40", "-1.5", "1.01"] {
+        let o = facelens(&ck, &["verify", &img, &img, "--resize", "--no-detect", &format!("--threshold={t}")]);
+        assert_eq!(o.status.code(), Some(1), "--threshold {t}");
+        assert!(stderr(&o).contains("expected a cosine in [-1, 1]"), "{t}: {}", stderr(&o));
+    }
+    let o = facelens(&ck, &["verify", &img, &img, "--resize", "--no-detect", "--threshold=-0.2", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+#[ignore = "needs ../shared"]
 fn unaligned_photo_without_landmarks_or_detector_is_refused_with_advice() {
     let ck = checkpoints();
     let img = lfw("Abel_Pacheco/Abel_Pacheco_0001.jpg");
