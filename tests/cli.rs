@@ -262,6 +262,8 @@ fn eval_xfv_scores_a_seeded_random_subset() {
     let grey = run_with(&["--fill", "0"]);
     assert!(grey.status.success(), "{}", stderr(&grey));
     assert_ne!(grey.stdout, o.stdout, "--fill 0 scores like --fill black");
+    // `grey` is 127.5 in w600k_mbf's normalisation (x - 127.5) / 127.5, i.e. model-space 0.
+    assert_eq!(run_with(&["--fill", "grey"]).stdout, grey.stdout, "--fill grey is --fill 0 on w600k_mbf");
     assert_eq!(run_with(&["--fill", "black"]).stdout, o.stdout, "black is the default");
 }
 
@@ -281,10 +283,10 @@ fn eval_xfv_names_a_missing_pair_list_and_an_unknown_method() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nonsense") && stderr(&o).contains("fggb"), "{}", stderr(&o));
     let mut bad_fill: Vec<String> = args("random").to_vec();
-    bad_fill.extend(["--fill".to_string(), "grey".to_string()]);
+    bad_fill.extend(["--fill".to_string(), "greyish".to_string()]);
     let o = facelens(dir.path(), &bad_fill.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2), "usage error");
-    assert!(stderr(&o).contains("grey") && stderr(&o).contains("black"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("greyish") && stderr(&o).contains("black"), "{}", stderr(&o));
 }
 
 /// The full LFW View-2 protocol (6,000 pairs) must reproduce the reference accuracy of

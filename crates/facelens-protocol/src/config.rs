@@ -113,39 +113,44 @@ pub enum Threshold {
 pub enum Fill {
     /// Black (0 in 0..255) in each model's own normalisation.
     Black,
+    /// Mid-grey (127.5 in 0..255) in each model's own normalisation: the informative fill on
+    /// w600k_mbf, where blackened faces stay similar to each other (docs/design.md §8).
+    Grey,
     Value(f32),
 }
 
 impl Fill {
-    /// The model-space value for a model (black resolved through its normalisation; all channels
+    /// The model-space value for a model (black and grey resolved through its normalisation; all channels
     /// must agree because Deletion fills every channel with one value).
     pub fn value_for(self, spec: &ModelSpec) -> Result<f32> {
-        match self {
-            Fill::Value(v) => Ok(v),
-            Fill::Black => {
-                let v: Vec<f32> = (0..3).map(|c| (0.0 - spec.mean[c]) / spec.std[c]).collect();
-                if v.iter().any(|x| (x - v[0]).abs() > 1e-6) {
-                    return Err(Error::config(
-                        "protocol.fill",
-                        format!("model `{}`: black differs per channel ({v:?}); set a number", spec.name),
-                    ));
-                }
-                Ok(v[0])
-            }
+        let (pixel, word) = match self {
+            Fill::Value(v) => return Ok(v),
+            Fill::Black => (0.0, "black"),
+            Fill::Grey => (127.5, "grey"),
+        };
+        let v: Vec<f32> = (0..3).map(|c| (pixel - spec.mean[c]) / spec.std[c]).collect();
+        if v.iter().any(|x| (x - v[0]).abs() > 1e-6) {
+            return Err(Error::config(
+                "protocol.fill",
+                format!("model `{}`: {word} differs per channel ({v:?}); set a number", spec.name),
+            ));
         }
+        Ok(v[0])
     }
 }
 
-/// `black` or a finite model-space number (command-line spelling of `protocol.fill`).
+/// `black`, `grey` or a finite model-space number (command-line spelling of `protocol.fill`).
 impl std::str::FromStr for Fill {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "black" {
-            return Ok(Fill::Black);
+        match s {
+            "black" => return Ok(Fill::Black),
+            "grey" | "gray" => return Ok(Fill::Grey),
+            _ => {}
         }
         match s.parse::<f32>() {
             Ok(v) if v.is_finite() => Ok(Fill::Value(v)),
-            _ => Err(format!("`{s}`: expected `black` or a finite number (model space, e.g. 0 = mid-grey)")),
+            _ => Err(format!("`{s}`: expected `black`, `grey` or a finite number (model space)")),
         }
     }
 }
@@ -194,7 +199,7 @@ pub struct ProtocolConfig {
     /// Percent of pixels between curve points (5: p = 0, 5, ..., 100). An integer so that
     /// TensorBoard steps are the percentages themselves.
     pub step: u32,
-    /// `"black"` or a model-space number.
+    /// `"black"`, `"grey"` or a model-space number.
     pub fill: Fill,
     /// `"both"` images, only the `"probe"` (A), or `"by-kind"`.
     pub perturb: Perturb,
@@ -425,7 +430,17 @@ impl Serialize for Threshold {
 
 impl<'de> Deserialize<'de> for Fill {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(keyword_or_number(d, "black")?.map_or(Fill::Black, Fill::Value))
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Number(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) => w.parse().map_err(de::Error::custom),
+            Raw::Number(v) if (v as f32).is_finite() => Ok(Fill::Value(v as f32)),
+            Raw::Number(v) => Err(de::Error::custom(format!("{v} is not a finite f32"))),
+        }
     }
 }
 
@@ -433,6 +448,7 @@ impl Serialize for Fill {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Fill::Black => s.serialize_str("black"),
+            Fill::Grey => s.serialize_str("grey"),
             Fill::Value(v) => s.serialize_f32(*v),
         }
     }

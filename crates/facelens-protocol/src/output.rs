@@ -118,7 +118,9 @@ pub fn write_run(
     Ok(results)
 }
 
-/// Scalars: accuracy per step (step = p in %) and AUCs (step 0). Returns the AUC tags.
+/// Scalars: each row's mean curve as `<table>/<method>/<mode>` with step = the percentage of
+/// pixels perturbed (TensorBoard draws the curve itself), and its AUC as `auc/<same tag>` at step
+/// 0. Returns the AUC tags (the hparams metrics).
 fn log_curves(tb: &mut SummaryWriter, r: &Results) -> Result<Vec<String>> {
     let mut aucs = Vec::new();
     let mut log = |tb: &mut SummaryWriter, prefix: String, cell: &Cell| -> Result<()> {
@@ -139,7 +141,7 @@ fn log_curves(tb: &mut SummaryWriter, r: &Results) -> Result<Vec<String>> {
     };
     for (name, t) in [("table1", &r.table1), ("table2", &r.table2)] {
         for row in &t.rows {
-            log(tb, format!("{name}/{}", row.method), &row.cell)?;
+            log(tb, format!("{name}/{}", tag_safe(&row.method)), &row.cell)?;
         }
     }
     for row in &r.table3 {
@@ -154,17 +156,22 @@ fn log_curves(tb: &mut SummaryWriter, r: &Results) -> Result<Vec<String>> {
     Ok(aucs)
 }
 
-/// Model references may be paths; TensorBoard tags should not contain `/` from them.
+/// A name as one TensorBoard tag component: model references may be paths and row labels hold
+/// spaces (`fggb (probe only)`), so each run of other characters becomes one `_`
+/// (`fggb_probe_only`, `checkpoints_sface.safetensors`).
 pub fn tag_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || "-.".contains(c) {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
 }
 
 fn hparams(r: &Results) -> BTreeMap<String, HParamValue> {

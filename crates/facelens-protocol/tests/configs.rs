@@ -46,6 +46,18 @@ fn checked_in_configs_parse_and_validate() {
 }
 
 #[test]
+fn ci_configs_are_informative_and_the_lfw_subset_follows_the_paper() {
+    // CI-sized runs: by-kind perturbation with grey fill, where neither table saturates.
+    for path in ["experiments/xfv-benchmark/ci.toml", "experiments/fggb-ablation/ci.toml"] {
+        let c = load(path, &[]).expect(path);
+        assert_eq!((c.protocol.perturb, c.protocol.fill), (Perturb::ByKind, Fill::Grey), "{path}");
+    }
+    // The published LFW subset keeps the FGGB paper's protocol, with the probe-only rows.
+    let s = load("experiments/xfv-benchmark/lfw-subset.toml", &[]).expect("subset");
+    assert_eq!((s.protocol.perturb, s.protocol.fill, s.protocol.also_probe), (Perturb::Both, Fill::Black, true));
+}
+
+#[test]
 fn overrides_reach_keyword_fields() {
     let c = load(
         "experiments/xfv-benchmark/ci.toml",
@@ -61,9 +73,13 @@ fn overrides_reach_keyword_fields() {
     assert_eq!(by_kind.protocol.perturb, Perturb::ByKind);
     assert_eq!("black".parse::<Fill>(), Ok(Fill::Black));
     assert_eq!("0".parse::<Fill>(), Ok(Fill::Value(0.0)));
-    assert!("grey".parse::<Fill>().unwrap_err().contains("grey"));
+    assert_eq!("grey".parse::<Fill>(), Ok(Fill::Grey));
+    assert!("greyish".parse::<Fill>().unwrap_err().contains("greyish"));
     assert!("NaN".parse::<Fill>().is_err());
-    assert!(load("experiments/xfv-benchmark/ci.toml", &["protocol.fill=grey"]).is_err());
+    let black = load("experiments/xfv-benchmark/ci.toml", &["protocol.fill=\"black\""]).expect("black");
+    assert_eq!(black.protocol.fill, Fill::Black);
+    assert!(load("experiments/xfv-benchmark/ci.toml", &["protocol.fill=greyish"]).is_err());
+    assert!(load("experiments/xfv-benchmark/ci.toml", &["protocol.fill=1e40"]).is_err());
     assert!(load("experiments/xfv-benchmark/ci.toml", &["protocol.stepp=5"]).is_err());
     // Methods as inline tables on the command line.
     let c = load("experiments/xfv-benchmark/ci.toml", &["methods=[{kind=\"score-gradient\"}, {kind=\"random\"}]"]).expect("methods");

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{only_run, repo_root, require_real_data};
+use common::{only_run, read_with_tensorboard, repo_root, require_real_data};
 
 fn xfv(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_xfv-benchmark"))
@@ -48,7 +48,7 @@ fn same_files(a: &Path, b: &Path, files: &[&str], what: &str) {
 const TABLES: [&str; 5] = ["tables.md", "table1.csv", "table2.csv", "table3.csv", "curves.csv"];
 
 #[test]
-#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
+#[ignore = "needs ../shared, fetched weights (scripts/setup.sh) and the TensorBoard venv (scripts/check-tensorboard.sh)"]
 fn tiny_run_shards_and_cache_give_the_same_tables() {
     require_real_data();
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -58,7 +58,7 @@ fn tiny_run_shards_and_cache_give_the_same_tables() {
         "--config", &config, "--device", "cpu",
         "--set", "subset.limit=2", "--set", "subset.select=random", "--set", "subset.seed=7",
         "--set", "methods=[{kind=\"score-gradient\"}]", "--set", "protocol.step=25",
-        "--set", "output.panels=1", "--set", "protocol.also_probe=true",
+        "--set", "output.panels=1", "--set", "protocol.perturb=\"both\"", "--set", "protocol.also_probe=true",
     ];
     let (whole, shards, merged) = (tmp.path().join("whole"), tmp.path().join("shards"), tmp.path().join("merged"));
 
@@ -100,6 +100,7 @@ fn tiny_run_shards_and_cache_give_the_same_tables() {
         assert_eq!(probe["method"], "score-gradient (probe only)");
         assert_eq!(probe["deletion"][0], 1.0);
     }
+    tensorboard_shows_the_curves(&run, &results);
 
     // Shards, each repeating the draw, merge into the unsharded run's tables and panels.
     xfv(&[&common[..], &["--no-cache", "--out", &arg(&shards), "--shard", "1/2"]].concat());
@@ -142,4 +143,33 @@ fn tiny_run_shards_and_cache_give_the_same_tables() {
     assert_eq!(timings["cached"][key], 4, "score gradient comes from the cache on all 4 pairs");
     assert_eq!(timings["explanations"]["w600k_mbf/random"], 4);
     assert!(timings["explanations"].get(key).is_none(), "score gradient is not explained again");
+}
+
+/// TensorBoard's own reader finds every row's mean curves as scalars whose steps are the
+/// percentages of pixels perturbed, their AUCs at step 0, and the curve figures as images.
+fn tensorboard_shows_the_curves(run: &Path, results: &serde_json::Value) {
+    let tb = read_with_tensorboard(run);
+    for (table, rows) in [("table1", ["score-gradient", "score-gradient_probe_only"]), ("table2", ["score-gradient", "score-gradient_probe_only"])] {
+        for (i, method) in rows.iter().enumerate() {
+            let row = &results[table]["rows"][i];
+            for mode in ["deletion", "insertion"] {
+                let tag = format!("{table}/{method}/{mode}");
+                let points = tb["scalars"][&tag].as_array().unwrap_or_else(|| panic!("no scalar {tag}: {}", tb["scalars"]));
+                let steps: Vec<i64> = points.iter().map(|p| p["step"].as_i64().expect("step")).collect();
+                assert_eq!(steps, [0, 25, 50, 75, 100], "{tag}: one point per percentage perturbed");
+                for (p, want) in points.iter().zip(row[mode].as_array().expect("curve")) {
+                    let (got, want) = (p["value"].as_f64().expect("value"), want.as_f64().expect("accuracy"));
+                    assert!((got - want).abs() < 1e-6, "{tag}: {got} vs results.json {want}");
+                }
+                let auc = &tb["scalars"][format!("auc/{tag}")][0];
+                assert_eq!(auc["step"], 0);
+                let want = row[format!("{mode}_auc")].as_f64().expect("auc");
+                assert!((auc["value"].as_f64().expect("auc") - want).abs() < 1e-4, "auc/{tag}");
+            }
+        }
+    }
+    for plot in ["plots/table1-deletion", "plots/table1-insertion", "plots/table2-deletion", "plots/table2-insertion"] {
+        let image = &tb["images"][plot][0];
+        assert!(image["width"].as_i64().expect("width") > 300, "{plot}: {image}");
+    }
 }

@@ -61,9 +61,9 @@ pub struct XfvEvalArgs {
     /// saturates).
     #[arg(long, value_enum, default_value = "both")]
     pub perturb: PerturbArg,
-    /// Value of removed pixels: `black` (0 in 0..255, the specified protocol) or a model-space
-    /// number (0 = mid-grey for models normalised around 127.5).
-    #[arg(long, default_value = "black", value_name = "black|VALUE")]
+    /// Value of removed pixels: `black` (0 in 0..255, the specified protocol), `grey` (127.5 in
+    /// 0..255, with `--perturb by-kind` the informative protocol) or a model-space number.
+    #[arg(long, default_value = "black", value_name = "black|grey|VALUE")]
     pub fill: Fill,
     /// Print the AUCs as JSON.
     #[arg(long)]
@@ -158,12 +158,13 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
     if !(1..=100).contains(&a.step) {
         bail!("--step must be 1..=100 percent, got {}", a.step);
     }
-    let explainer: Box<dyn facelens_saliency::Explainer> = if a.method == facelens_protocol::config::DFV {
-        Box::new(super::decoder::dfv(a.decoder.as_deref(), device)?)
-    } else {
-        facelens_saliency::by_name(&a.method)?
-    };
+    // An unknown method is refused before anything loads; DFV's decoder is checked against the model.
+    let named = if a.method == facelens_protocol::config::DFV { None } else { Some(facelens_saliency::by_name(&a.method)?) };
     let (pairs, model, loader) = a.list.open(device)?;
+    let explainer: Box<dyn facelens_saliency::Explainer> = match named {
+        Some(e) => e,
+        None => Box::new(super::decoder::dfv(a.decoder.as_deref(), device, model.spec.embedding_dim)?),
+    };
     let threshold = super::threshold(&model, a.threshold)?;
     let engine = facelens_saliency::engine_for(&model, Some(JACOBIAN_ROWS))?;
     let scorer = Scorer {

@@ -27,3 +27,27 @@ pub fn only_run(out: &Path, experiment: &str) -> PathBuf {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.pop().expect("one run")
 }
+
+/// What TensorBoard's own `EventAccumulator` reads from a log directory (`scripts/tb_readback.py`,
+/// run with the venv `scripts/check-tensorboard.sh` makes, or `FACELENS_PYTHON`); fails naming the
+/// interpreter when it cannot import TensorBoard.
+pub fn read_with_tensorboard(logdir: &Path) -> serde_json::Value {
+    let python = std::env::var_os("FACELENS_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let venv = std::env::var_os("FACELENS_PY_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/facelens-venv"));
+        venv.join("bin/python")
+    });
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("scripts/tb_readback.py"))
+        .arg(logdir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} (scripts/check-tensorboard.sh --venv-only makes it): {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "{} scripts/tb_readback.py failed (scripts/check-tensorboard.sh --venv-only makes the venv):\n{}",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("tb_readback.py prints JSON")
+}
