@@ -3,6 +3,7 @@
 mod cmd;
 mod faces;
 mod output;
+mod overview;
 
 use clap::{Parser, Subcommand};
 

@@ -16,9 +16,14 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
 
 /// Encodes an RGB image as PNG and writes it atomically.
 pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
+    write_atomic(path, &png_bytes(img).with_context(|| format!("cannot encode {}", path.display()))?)
+}
+
+/// An RGB image as PNG bytes.
+pub fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
     let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png).with_context(|| format!("cannot encode {}", path.display()))?;
-    write_atomic(path, &buf.into_inner())
+    img.write_to(&mut buf, image::ImageFormat::Png)?;
+    Ok(buf.into_inner())
 }
 
 /// Named f32 tensors (with shapes) plus string metadata, as safetensors, atomically.

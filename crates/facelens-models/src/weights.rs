@@ -184,6 +184,16 @@ pub fn save_atomic(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
+    write_atomic(path, &serialize_f32(path, tensors, metadata)?)
+}
+
+/// Named f32 tensors (with shapes) plus string metadata as safetensors bytes; `path` is where
+/// they are going, for messages.
+pub fn serialize_f32(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let bytes_per: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
@@ -195,9 +205,8 @@ pub fn save_atomic(
         views.push((n.clone(), view));
     }
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let data = safetensors::serialize(views, Some(meta))
-        .map_err(|e| ModelError::CorruptSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
-    write_atomic(path, &data)
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| ModelError::CorruptSafetensors { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Writes `data` to `path` atomically ([`facelens_core::write_atomic`]), creating its folder.

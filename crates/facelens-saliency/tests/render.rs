@@ -201,3 +201,46 @@ fn text_scales_shifts_and_clips() {
     assert_eq!(inked(&draw(-100, 50, 3)), 0);
     assert_eq!(text_width("Hé", 3), 48);
 }
+
+mod comparison {
+    use super::*;
+    use facelens_saliency::render::{render_comparison, ComparisonLayout, MethodRow};
+
+    fn scaled(maps: &SaliencyMaps, k: f32) -> SaliencyMaps {
+        let s = |m: &Vec<f32>| m.iter().map(|v| v * k).collect();
+        SaliencyMaps { sa_pos: s(&maps.sa_pos), sa_neg: s(&maps.sa_neg), sb_pos: s(&maps.sb_pos), sb_neg: s(&maps.sb_neg), ..maps.clone() }
+    }
+
+    #[test]
+    fn every_method_gets_a_row_on_its_own_colour_scale() {
+        let (a, b) = faces();
+        let base = asymmetric_maps(0.4);
+        // Three methods: one in large units, the same maps in units 1000x smaller, one blank.
+        let (small, blank) = (scaled(&base, 1e-3), scaled(&base, 0.0));
+        let rows = [
+            MethodRow { method: "fggb", maps: &base, seconds: 12.5 },
+            MethodRow { method: "score-gradient", maps: &small, seconds: 0.4 },
+            MethodRow { method: "random", maps: &blank, seconds: 0.01 },
+        ];
+        let panel = render_comparison(&a, &b, &rows, &info(), false);
+        let layout = ComparisonLayout::new(&rows);
+        let last = layout.cell(2, 3);
+        assert_eq!((last.2, last.3), (224, 224), "maps at 2x");
+        assert!(panel.width() >= last.0 + last.2 && panel.height() >= last.1 + last.3, "every cell inside the panel");
+        for col in 0..4 {
+            // Per-row scale: the same maps in other units look the same ...
+            let (x, y) = (region(&panel, layout.cell(0, col)), region(&panel, layout.cell(1, col)));
+            let worst = x.iter().zip(&y).map(|(p, q)| p.abs_diff(*q)).max().unwrap();
+            assert!(worst <= 1, "column {col}: rows differ by {worst} although only their units differ");
+            // ... and a blank map shows the face in grey, not colour.
+            let blank = region(&panel, layout.cell(2, col));
+            assert!(mean_abs_diff(&x, &blank) > 5.0, "column {col}: the blank row looks like a map");
+        }
+        // Columns keep their own maps: A's similarity (eyes) differs from A's dissimilarity (mouth).
+        assert!(mean_abs_diff(&region(&panel, layout.cell(0, 0)), &region(&panel, layout.cell(0, 1))) > 5.0);
+        let path = std::env::temp_dir().join("facelens-render-example").join("comparison.png");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        panel.save(&path).unwrap();
+        eprintln!("example comparison panel: {}", path.display());
+    }
+}

@@ -140,9 +140,17 @@ fn load_decoder(given: Option<&Path>, device: &Device) -> Result<(facelens_recon
     Ok((decoder, path))
 }
 
-/// The DFV explainer over the decoder at `given` (or the committed default).
-pub fn dfv(given: Option<&Path>, device: &Device) -> Result<facelens_recon::Dfv> {
-    let (decoder, _) = load_decoder(given, device)?;
+/// The DFV explainer over the decoder at `given` (or the committed default), which must take the
+/// `embedding_dim`-D embeddings of the model being explained.
+pub fn dfv(given: Option<&Path>, device: &Device, embedding_dim: usize) -> Result<facelens_recon::Dfv> {
+    let (decoder, path) = load_decoder(given, device)?;
+    if decoder.config().embedding_dim != embedding_dim {
+        bail!(
+            "decoder {} expects {}-D embeddings, the model gives {embedding_dim}-D (pass --decoder trained for this model)",
+            path.display(),
+            decoder.config().embedding_dim
+        );
+    }
     Ok(facelens_recon::Dfv::new(decoder, device.clone()))
 }
 

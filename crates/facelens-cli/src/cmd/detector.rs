@@ -1,9 +1,10 @@
-//! The SCRFD face detector as the CLI uses it: find the main face, align it.
+//! The SCRFD face detector as the CLI uses it: every face of a photo, numbered left to right.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use facelens_data::RgbImage;
+use facelens_models::detect::Detection;
 
 pub const DETECTOR_CHECKPOINT: &str = "scrfd_500m_bnkps.safetensors";
 
@@ -31,17 +32,20 @@ impl FaceDetector {
         Ok(Some(Self { detector, close_up }))
     }
 
-    /// Detects the main face of `img` and aligns it to 112x112.
-    pub fn align(&self, img: &RgbImage, path: &Path) -> Result<RgbImage> {
+    /// Every face of `img` (score >= 0.5), numbered left to right by box centre; an error naming
+    /// `path` when there is none.
+    pub fn detect_all(&self, img: &RgbImage, path: &Path) -> Result<Vec<Detection>> {
         let failed = || format!("face detection failed on {}", path.display());
         let mut dets = self.detector.detect(img).with_context(failed)?;
         if dets.is_empty() {
             dets = self.close_up.detect(img).with_context(failed)?;
         }
-        let face = facelens_models::detect::pick_face(&dets, img.width(), img.height()).ok_or_else(|| {
-            anyhow::anyhow!("{}: no face found (SCRFD-500M at 640 and 320 px, score >= 0.5)", path.display())
-        })?;
-        Ok(facelens_data::align_face(img, &face.keypoints, 112)?)
+        if dets.is_empty() {
+            anyhow::bail!("{}: no face found (SCRFD-500M at 640 and 320 px, score >= 0.5)", path.display());
+        }
+        let centre = |d: &Detection| d.bbox[0] + d.bbox[2];
+        dets.sort_by(|a, b| centre(a).total_cmp(&centre(b)));
+        Ok(dets)
     }
 }
 

@@ -10,6 +10,9 @@ use image::{imageops, Rgb, RgbImage};
 use crate::perturb::upsample_bilinear;
 use crate::{blur, Decision, SaliencyMaps};
 
+mod comparison;
+pub use comparison::{render_comparison, ComparisonLayout, MethodRow};
+
 /// What the header says about the decision being explained.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PanelInfo {
@@ -75,19 +78,8 @@ pub fn render_panel(
     blur: bool,
 ) -> RgbImage {
     let (h, w) = (maps.height, maps.width);
-    let prepared: Vec<Vec<f32>> = [&maps.sa_pos, &maps.sa_neg, &maps.sb_pos, &maps.sb_neg]
-        .into_iter()
-        .map(|m| {
-            let m: Vec<f32> = m.iter().map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 }).collect();
-            if blur {
-                blur::display_blur(&m, h, w)
-            } else {
-                m
-            }
-        })
-        .collect();
-    let max = prepared.iter().map(|m| finite_max(m)).fold(0.0, f32::max);
-    let scale = if max > 0.0 { max } else { 1.0 };
+    let prepared = prepare(maps, blur);
+    let scale = shared_scale(&prepared);
 
     // The colour bar stands where a fourth column would, far enough out that the wide
     // "dissimilarity S-" title does not run into "shared scale".
@@ -103,15 +95,7 @@ pub fn render_panel(
     let height = grid_y + bar_h + MARGIN;
     let mut img = RgbImage::from_pixel(width, height, WHITE);
 
-    // Header: the decision first, then what produced the maps.
-    let head = format!("score {:.3}  tau {:.3}  ", info.score, info.threshold);
-    label(&mut img, MARGIN, MARGIN, &head, INK);
-    let (word, tint) = match info.decision {
-        Decision::Accept => ("ACCEPT", ACCEPT),
-        Decision::Reject => ("REJECT", REJECT),
-    };
-    label(&mut img, MARGIN + label_width(&head), MARGIN, word, tint);
-    label(&mut img, MARGIN, MARGIN + LINE, &sub, MUTED);
+    header(&mut img, info, &sub);
 
     for (col, title) in ["face", "similarity S+", "dissimilarity S-"].iter().enumerate() {
         let (x, ..) = panel_cell(0, col, h, w);
@@ -124,14 +108,7 @@ pub fn render_panel(
         imageops::replace(&mut img, &big, x as i64, y as i64);
         for (k, map) in prepared[2 * row..2 * row + 2].iter().enumerate() {
             let (x, y, ..) = panel_cell(row, k + 1, h, w);
-            let up = upsample_bilinear(map, h, w, ch as usize, cw as usize);
-            let over = RgbImage::from_fn(cw, ch, |px, py| {
-                let f = big.get_pixel(px, py).0;
-                let grey = 0.299 * f[0] as f32 + 0.587 * f[1] as f32 + 0.114 * f[2] as f32;
-                let c = turbo(up[(py * cw + px) as usize] / scale).0;
-                Rgb(c.map(|v| ((1.0 - ALPHA) * grey + ALPHA * v as f32).round() as u8))
-            });
-            imageops::replace(&mut img, &over, x as i64, y as i64);
+            imageops::replace(&mut img, &overlay(&big, map, h, w, scale), x as i64, y as i64);
         }
     }
 
@@ -148,6 +125,58 @@ pub fn render_panel(
     label(&mut img, tx, grid_y + (bar_h - GLYPH) / 2, &number(scale / 2.0), INK);
     label(&mut img, tx, grid_y + bar_h - GLYPH, "0", INK);
     img
+}
+
+/// The decision first (score, τ, ACCEPT/REJECT), then `sub` (what produced the maps).
+fn header(img: &mut RgbImage, info: &PanelInfo, sub: &str) {
+    let head = format!("score {:.3}  tau {:.3}  ", info.score, info.threshold);
+    label(img, MARGIN, MARGIN, &head, INK);
+    let (word, tint) = match info.decision {
+        Decision::Accept => ("ACCEPT", ACCEPT),
+        Decision::Reject => ("REJECT", REJECT),
+    };
+    label(img, MARGIN + label_width(&head), MARGIN, word, tint);
+    label(img, MARGIN, MARGIN + LINE, sub, MUTED);
+}
+
+/// The four maps of `maps` (A+, A−, B+, B−) as drawn: negative and non-finite values as 0, and
+/// smoothed when `blur` (display only).
+fn prepare(maps: &SaliencyMaps, blur: bool) -> Vec<Vec<f32>> {
+    let (h, w) = (maps.height, maps.width);
+    [&maps.sa_pos, &maps.sa_neg, &maps.sb_pos, &maps.sb_neg]
+        .into_iter()
+        .map(|m| {
+            let m: Vec<f32> = m.iter().map(|v| if v.is_finite() { v.max(0.0) } else { 0.0 }).collect();
+            if blur {
+                blur::display_blur(&m, h, w)
+            } else {
+                m
+            }
+        })
+        .collect()
+}
+
+/// The largest value of several prepared maps (1 when all are 0, so a blank map stays blank).
+fn shared_scale(maps: &[Vec<f32>]) -> f32 {
+    let max = maps.iter().map(|m| finite_max(m)).fold(0.0, f32::max);
+    if max > 0.0 {
+        max
+    } else {
+        1.0
+    }
+}
+
+/// `map` (`h x w`) upsampled onto `face` (already at display size) in TURBO on `[0, scale]`,
+/// over the face in grey.
+fn overlay(face: &RgbImage, map: &[f32], h: usize, w: usize, scale: f32) -> RgbImage {
+    let (cw, ch) = face.dimensions();
+    let up = upsample_bilinear(map, h, w, ch as usize, cw as usize);
+    RgbImage::from_fn(cw, ch, |px, py| {
+        let f = face.get_pixel(px, py).0;
+        let grey = 0.299 * f[0] as f32 + 0.587 * f[1] as f32 + 0.114 * f[2] as f32;
+        let c = turbo(up[(py * cw + px) as usize] / scale).0;
+        Rgb(c.map(|v| ((1.0 - ALPHA) * grey + ALPHA * v as f32).round() as u8))
+    })
 }
 
 /// Short, readable numbers for the colour bar.
