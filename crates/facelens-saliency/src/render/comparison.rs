@@ -9,7 +9,7 @@
 use image::{imageops, RgbImage};
 
 use super::{
-    header, label, label_width, number, overlay, prepare, shared_scale, turbo, PanelInfo, GAP, GLYPH, INK, LINE, MARGIN,
+    finite_max, header, label, label_width, number, overlay, prepare, shared_scale, turbo, PanelInfo, GAP, GLYPH, INK, LINE, MARGIN,
     MUTED, WHITE,
 };
 use crate::SaliencyMaps;
@@ -85,7 +85,11 @@ pub fn render_comparison(
     let row_labels: Vec<[String; 3]> = rows
         .iter()
         .zip(&prepared)
-        .map(|(r, (_, scale))| [r.method.to_string(), format!("{:.2} s", r.seconds), format!("max {}", number(*scale))])
+        .map(|(r, (maps, _))| {
+            // The true maximum: a blank row says 0 (its drawing scale is 1 only to stay blank).
+            let max = maps.iter().map(|m| finite_max(m)).fold(0.0, f32::max);
+            [r.method.to_string(), format!("{:.2} s", r.seconds), format!("max {}", number(max))]
+        })
         .collect();
     let col_x = |c: u32| layout.cell(0, c as usize).0;
 
