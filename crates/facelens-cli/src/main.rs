@@ -42,6 +42,8 @@ enum Command {
     Reconstruct(cmd::decoder::DecoderIoArgs),
     /// Map embedding dimensions to facial regions with a trained decoder (PNG panel + CSV/JSON).
     ProbeRegions(cmd::decoder::ProbeRegionsArgs),
+    /// Check a compute device against the CPU: embeddings, FGGB maps, speed (JSON lines).
+    CheckDevice(cmd::check_device::CheckDeviceArgs),
 }
 
 fn main() {
@@ -57,6 +59,7 @@ fn main() {
         Command::TrainDecoder(a) => cmd::decoder::train(a, &cli.device),
         Command::Reconstruct(a) => cmd::decoder::reconstruct_cmd(a, &device),
         Command::ProbeRegions(a) => cmd::decoder::probe_regions(a, &device),
+        Command::CheckDevice(a) => cmd::check_device::run(a, &device),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");

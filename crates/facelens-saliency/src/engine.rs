@@ -1,12 +1,13 @@
 //! Gradient engines: embeddings and batched vector-Jacobian products of a frozen backbone.
 //!
 //! [`NetEngine`] runs the backbone's lowered inference graph ([`facelens_models::reverse::Net`])
-//! and forms input gradients only; it is the fast CPU path. [`AutogradEngine`] uses candle's
-//! generic autograd on any device and any backbone; it is the reference the fast path is
-//! tested against and the fallback where no lowering exists.
+//! and forms input gradients only; it is the fast CPU path. [`TensorEngine`] runs the same
+//! lowered graph as candle tensor ops ([`facelens_models::reverse::TensorNet`]) on any device;
+//! it is the engine for GPUs. [`AutogradEngine`] uses candle's generic autograd on any device
+//! and any backbone; it is the reference the others are tested against.
 
 use candle_core::{Device, Module, Tensor, Var};
-use facelens_models::reverse::{Net, PassCounter, Tape};
+use facelens_models::reverse::{Net, PassCounter, Tape, TensorNet, TensorTape};
 use facelens_models::{Backbone, FaceModel};
 
 
@@ -130,6 +131,75 @@ impl GradientEngine for NetEngine {
     }
 }
 
+/// The lowered graph as candle ops on any device (input-only VJPs; Jacobian rows as the batch).
+/// Keeps the CPU lowering too, for methods that read intermediate activations (Grad-CAM).
+pub struct TensorEngine {
+    pub net: TensorNet,
+    cpu: Net,
+    rows: usize,
+}
+
+/// Images per forward batch on the device.
+const TENSOR_FORWARD_BATCH: usize = 64;
+
+impl TensorEngine {
+    pub fn new(net: Net, device: &Device, rows: usize) -> Result<Self> {
+        Ok(Self { net: TensorNet::new(&net, device)?, cpu: net, rows: rows.max(1) })
+    }
+}
+
+struct TensorLinearised<'a> {
+    engine: &'a TensorEngine,
+    tape: TensorTape,
+}
+
+impl Linearised for TensorLinearised<'_> {
+    fn embedding(&self) -> &[f32] {
+        self.tape.output()
+    }
+    fn vjp(&self, seeds: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let net = &self.engine.net;
+        let seeds = Tensor::from_slice(seeds, (rows, net.output_dim()), &net.device)?;
+        Ok(net.vjp(&self.tape, &seeds)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?)
+    }
+}
+
+impl GradientEngine for TensorEngine {
+    fn input_shape(&self) -> (usize, usize, usize) {
+        (self.net.input.c, self.net.input.h, self.net.input.w)
+    }
+    fn embedding_dim(&self) -> usize {
+        self.net.output_dim()
+    }
+    fn embed(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        let (c, h, w) = self.input_shape();
+        let mut out = Vec::with_capacity(n * self.embedding_dim());
+        for chunk in images[..n * c * h * w].chunks(TENSOR_FORWARD_BATCH * c * h * w) {
+            let m = chunk.len() / (c * h * w);
+            let x = Tensor::from_slice(chunk, (m, c, h, w), &self.net.device)?;
+            out.extend(self.net.forward(&x)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+    fn linearise<'a>(&'a self, image: &[f32]) -> Result<Box<dyn Linearised + 'a>> {
+        self.check_image(image)?;
+        let (c, h, w) = self.input_shape();
+        let x = Tensor::from_slice(image, (1, c, h, w), &self.net.device)?;
+        Ok(Box::new(TensorLinearised { engine: self, tape: self.net.tape(&x)? }))
+    }
+    fn rows_per_pass(&self) -> usize {
+        self.rows
+    }
+    fn as_net(&self) -> Option<&Net> {
+        Some(&self.cpu)
+    }
+    fn passes(&self) -> (u64, u64) {
+        let (f, b) = self.net.passes.get();
+        let (cf, cb) = self.cpu.passes.get();
+        (f + cf, b + cb)
+    }
+}
+
 /// candle autograd on any device: replicate the image once per row, seed each copy with
 /// its row, one backward gives all rows (BatchNorm runs in eval mode, so copies are independent).
 pub struct AutogradEngine {
@@ -205,14 +275,37 @@ impl GradientEngine for AutogradEngine {
     }
 }
 
-/// The best engine for a loaded model: the lowered graph on CPU, autograd elsewhere.
-/// `rows`: Jacobian rows per pass (`None`: from the memory budget).
+/// Which implementation of the frozen-network passes to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// [`NetEngine`]: hand-written CPU kernels.
+    Net,
+    /// [`TensorEngine`]: candle ops on the model's device.
+    Tensor,
+    /// [`AutogradEngine`]: candle's autograd on the model's device.
+    Autograd,
+}
+
+/// Rows per pass on a GPU: enough to fill it without holding gigabytes of activations.
+const DEVICE_ROWS: usize = 64;
+
+/// The best engine for a loaded model: the hand-written kernels on the CPU, the same graph as
+/// candle ops elsewhere. `rows`: Jacobian rows per pass (`None`: from the memory budget).
 pub fn engine_for(model: &FaceModel, rows: Option<usize>) -> Result<Box<dyn GradientEngine>> {
-    if model.device.is_cpu() {
-        Ok(Box::new(NetEngine::new(Net::from_backbone(&model.backbone)?, rows)))
-    } else {
-        Ok(Box::new(AutogradEngine::new(model, rows.unwrap_or(16))))
-    }
+    let kind = if model.device.is_cpu() { EngineKind::Net } else { EngineKind::Tensor };
+    engine_of(kind, model, rows)
+}
+
+/// A chosen engine for a loaded model (the net and tensor engines on the model's device; the net
+/// engine always on the CPU).
+pub fn engine_of(kind: EngineKind, model: &FaceModel, rows: Option<usize>) -> Result<Box<dyn GradientEngine>> {
+    Ok(match kind {
+        EngineKind::Net => Box::new(NetEngine::new(Net::from_backbone(&model.backbone)?, rows)),
+        EngineKind::Tensor => {
+            Box::new(TensorEngine::new(Net::from_backbone(&model.backbone)?, &model.device, rows.unwrap_or(DEVICE_ROWS))?)
+        }
+        EngineKind::Autograd => Box::new(AutogradEngine::new(model, rows.unwrap_or(16))),
+    })
 }
 
 /// Runs the Jacobian of the output (raw or L2-normalised) over `dims` in passes of

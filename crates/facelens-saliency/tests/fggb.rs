@@ -210,3 +210,20 @@ fn variants_from_one_jacobian_equal_each_variant_alone() {
     let d = maps[0].sa_pos.iter().zip(&maps[5].sa_pos).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(d > 1e-3 * max_abs(&maps[0].sa_pos));
 }
+
+#[test]
+fn tensor_engine_matches_the_cpu_engine() {
+    let (_, net) = tiny_net(8);
+    let (a, b) = (image(12), image(13));
+    let tensor = facelens_saliency::TensorEngine::new(net.clone(), &Device::Cpu, 24).unwrap();
+    let fast = NetEngine::new(net, Some(16));
+    let et = Fggb::default().explain(&tensor, FacePair { a: &a, b: &b }, 0.1).unwrap();
+    let ef = Fggb::default().explain(&fast, FacePair { a: &a, b: &b }, 0.1).unwrap();
+    assert!((et.score - ef.score).abs() < 1e-5);
+    assert_eq!(tensor.passes(), fast.passes(), "the same passes, counted the same way");
+    for ((name, x), (_, y)) in et.maps.named().into_iter().zip(ef.maps.named()) {
+        let scale = y.iter().fold(0f32, |m, v| m.max(*v)).max(1e-12);
+        let err = x.iter().zip(y.iter()).fold(0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
+        assert!(err < 1e-5, "{name}: tensor vs CPU engine relative difference {err}");
+    }
+}

@@ -1,4 +1,5 @@
 pub mod align;
+pub mod check_device;
 pub mod decoder;
 pub mod detector;
 pub mod embed;

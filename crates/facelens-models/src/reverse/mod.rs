@@ -11,8 +11,10 @@ mod iresnet;
 mod kernels;
 mod mbf;
 mod sface;
+mod tensor;
 
 pub use kernels::{ConvGeom, Workspace};
+pub use tensor::{TensorNet, TensorTape};
 
 
 use rayon::prelude::*;
