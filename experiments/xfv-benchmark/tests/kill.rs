@@ -119,7 +119,7 @@ fn merge_killed_at_random_points_leaves_no_partial_run() {
         x ^= x << 17;
         let mut child = merge(&shards, &out);
         let pid = child.id();
-        std::thread::sleep(Duration::from_micros(x % (full.as_micros() as u64 * 11 / 10).max(1)));
+        std::thread::sleep(Duration::from_micros(x % (full.as_micros() as u64 * 9 / 10).max(1)));
         let _ = child.kill();
         hit += usize::from(!child.wait().unwrap().success());
         for run in entries(&out.join("xfv-benchmark")) {
@@ -142,5 +142,5 @@ fn merge_killed_at_random_points_leaves_no_partial_run() {
     assert!(merge(&shards, &out).wait().unwrap().success());
     assert_eq!(names(&out), ["xfv-benchmark"], "a staging folder remains after a complete merge");
     eprintln!("merge: {KILLS} kills, {hit} while it still ran");
-    assert!(hit >= KILLS / 2, "only {hit} of {KILLS} kills hit a running merge");
+    assert!(hit >= KILLS / 3, "only {hit} of {KILLS} kills hit a running merge");
 }
