@@ -234,7 +234,7 @@ fn align_writes_nothing_when_one_input_fails() {
     std::fs::write(dir.path().join("good.jpg"), jpeg()).unwrap();
     std::fs::write(dir.path().join("text.jpg"), b"this is not an image\n").unwrap();
     let o = facelens_in(dir.path(), &["align", "good.jpg", "text.jpg", "--out", "D", "--resize", "--no-detect"], &[]);
-    assert_refused(&o, &["text.jpg"]);
+    assert_refused(&o, &["text.jpg", "not a JPEG file"]);
     assert!(!dir.path().join("D").exists());
 }
 

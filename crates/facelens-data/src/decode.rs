@@ -98,6 +98,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
 /// segments, which may hold a thumbnail with markers of its own), then looks for EOI after it.
 fn check_jpeg_complete(bytes: &[u8]) -> std::result::Result<(), &'static str> {
     const TRUNCATED: &str = "the JPEG data is truncated (no end-of-image marker after the scan)";
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return Err("not a JPEG file (no start-of-image marker), although its name says so");
+    }
     let mut i = 2; // after SOI
     loop {
         // Fill bytes (0xFF) may precede a marker.
