@@ -374,3 +374,33 @@ fn errors_are_said_once_and_name_what_failed() {
     left.sort();
     assert_eq!(left, ["bad.toml", "face.png", "file"]);
 }
+
+// Row 11: `eval verify` writes no file unless asked.
+#[test]
+#[ignore = "needs ../shared and the weights scripts/setup.sh fetches"]
+fn eval_verify_writes_no_scores_into_the_working_folder_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read_to_string(common::shared("data/lfw/pairs.txt")).unwrap();
+    let lines: Vec<&str> = full.lines().skip(1).collect();
+    let small = format!("2\t1\n{}\n{}\n{}\n{}\n", lines[0], lines[300], lines[600], lines[900]);
+    std::fs::write(dir.path().join("pairs.txt"), small).unwrap();
+    let images = common::shared("data/lfw/images");
+    let ck = repo().join("checkpoints");
+    assert!(ck.join("w600k_mbf.safetensors").is_file(), "run scripts/setup.sh first");
+    let o = facelens_in(
+        dir.path(),
+        &["eval", "verify", "--pairs", "pairs.txt", "--images", s(&images), "--landmarks", &common::landmarks(), "--json"],
+        &[("FACELENS_CHECKPOINTS", ck.as_path())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(names(dir.path()), ["pairs.txt"]);
+    // Asked for, into a FIFO: refused before any image is embedded, the FIFO left as it was.
+    mkfifo(&dir.path().join("scores.csv"));
+    let o = facelens_in(
+        dir.path(),
+        &["eval", "verify", "--pairs", "pairs.txt", "--images", s(&images), "--landmarks", &common::landmarks(), "--scores", "scores.csv"],
+        &[("FACELENS_CHECKPOINTS", ck.as_path())],
+    );
+    assert_refused(&o, &["scores.csv", "FIFO"]);
+    assert_eq!(names(dir.path()), ["pairs.txt", "scores.csv"]);
+}
