@@ -47,7 +47,7 @@ pub fn load_toml(path: &Path) -> Result<Value> {
 }
 
 fn load_with_bases(path: &Path, chain: &mut Vec<std::path::PathBuf>) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = facelens_core::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut value = parse_toml_at(&text, path)?;
     let Some(base) = value.as_table_mut().and_then(|t| t.remove("base")) else {
         return Ok(value);

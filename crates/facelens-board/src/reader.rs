@@ -14,7 +14,7 @@ use crate::record;
 
 /// Decodes every event in the event file at `path`, verifying all CRCs.
 pub fn read_event_file(path: &Path) -> Result<Vec<Event>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_events(&bytes, path)
 }
 
@@ -52,7 +52,7 @@ fn decode_valid_prefix(bytes: &[u8], path: &Path) -> (Vec<Event>, Option<Error>)
 /// returned together with that problem instead of failing the whole file.
 /// Only a file that cannot be read at all is an error.
 pub fn read_event_file_prefix(path: &Path) -> Result<(Vec<Event>, Option<Error>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| Error::io(path, e))?;
     Ok(decode_valid_prefix(&bytes, path))
 }
 

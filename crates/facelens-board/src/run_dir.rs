@@ -165,6 +165,21 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Moves a run directory that was built elsewhere (under a staging root on the same file
+    /// system, see [`facelens_core::fs::staging_dir`]) to `root/<experiment>/<id>` in one
+    /// rename, so that readers of `root` see the run complete or not at all.
+    pub fn publish(self, root: &Path) -> Result<RunDir> {
+        let parent = root.join(&self.meta.experiment);
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let path = parent.join(&self.meta.run_id);
+        if path.exists() {
+            return Err(Error::io(&path, std::io::Error::new(ErrorKind::AlreadyExists, "a run directory of that name exists")));
+        }
+        std::fs::rename(&self.path, &path).map_err(|e| Error::io(&path, e))?;
+        facelens_core::fs::sync_folder(&parent);
+        Ok(RunDir { path, meta: self.meta })
+    }
+
     /// The run directory.
     pub fn path(&self) -> &Path {
         &self.path

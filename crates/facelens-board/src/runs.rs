@@ -232,7 +232,7 @@ pub fn list_runs(root: &Path, experiment: Option<&str>) -> Result<Vec<RunSummary
 
 /// Reads and parses a JSON file; `Ok(None)` if it does not exist.
 fn read_json(path: &Path) -> Result<Option<Value>> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match facelens_core::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
@@ -273,7 +273,7 @@ fn summarize(dir: &Path) -> (RunSummary, Option<Value>, Option<String>) {
     };
 
     let config_path = dir.join(CONFIG_FILE);
-    let config = match std::fs::read_to_string(&config_path) {
+    let config = match facelens_core::fs::read_to_string(&config_path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             issues.push(format!("no {CONFIG_FILE}"));

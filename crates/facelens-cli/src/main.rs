@@ -62,9 +62,27 @@ fn main() {
         Command::CheckDevice(a) => cmd::check_device::run(a, &device),
     });
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes joined by ": ", skipping a cause whose text is already in the line:
+/// library errors often include their source's message (an OS error, a TOML parse error), and
+/// printing it again as a cause would say everything twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// `--device`, parsed by [`facelens_core::parse_device`]; says so when `auto` wanted a GPU that

@@ -8,6 +8,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     facelens_core::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Refuses an output path that [`write_atomic`] would refuse, before any work is done.
+pub fn check_target(path: &Path) -> Result<()> {
+    facelens_core::check_target(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');

@@ -5,9 +5,21 @@
 //! last so that the rename itself survives a crash. Only regular files are ever replaced: a
 //! rename over `/dev/null`, a FIFO or a folder would swap the node itself for a regular file
 //! instead of writing to it, so such targets are refused.
+//!
+//! Temporary files are named `.<target>.facelens-tmp-<pid>-<random>`. A process killed between
+//! creating and renaming one leaves it behind; the next write to the same target removes those
+//! whose process is gone ([`write_atomic_with`] calls [`remove_stale_temps`] first), so kills never
+//! accumulate garbage next to an output.
+//!
+//! Reading goes through [`read`], [`read_to_string`] and [`open_regular`]: they refuse anything that
+//! is not a regular file *without blocking*, because a plain `open` of a FIFO waits for a writer
+//! forever and reading a device node can be endless.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+/// Marks our temporary files; followed by the writing process's id.
+const TEMP_MARK: &str = ".facelens-tmp-";
 
 /// Writes `bytes` to `path` atomically; see the module documentation.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -25,8 +37,11 @@ where
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    remove_stale_temps(dir, &name);
+    let prefix = format!(".{name}{TEMP_MARK}{}-", std::process::id());
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(&prefix)
         .tempfile_in(dir)
         .map_err(|e| context(e, format!("cannot create a temporary file in {}", dir.display())))?;
     // From here on `tmp` deletes itself when dropped on any early return.
@@ -40,6 +55,115 @@ where
         .map_err(|e| context(e.error, format!("cannot move the temporary file onto {}", target.display())))?;
     sync_dir(dir);
     Ok(())
+}
+
+/// Removes the temporary files that writers of `dir/<name>` left when they were killed: those
+/// whose process no longer exists. Best effort (a folder that cannot be listed is left alone),
+/// and a live writer's temporary file is never touched. Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path, name: &str) -> usize {
+    let prefix = format!(".{name}{TEMP_MARK}");
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if process_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed += usize::from(gone.is_ok());
+    }
+    removed
+}
+
+/// A fresh, private folder in `dir` for building something that appears under its final name
+/// only when complete (one rename). Named like the temporary files of [`write_atomic`] for
+/// `name`, so [`remove_stale_temps`]`(dir, name)`, which this calls first, clears what a killed
+/// process left.
+pub fn staging_dir(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    remove_stale_temps(dir, name);
+    let prefix = format!(".{name}{TEMP_MARK}{}-", std::process::id());
+    let staged = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempdir_in(dir)
+        .map_err(|e| context(e, format!("cannot create a temporary folder in {}", dir.display())))?;
+    Ok(staged.keep())
+}
+
+/// Syncs `dir` so that renames into it survive a crash (best effort).
+pub fn sync_folder(dir: &Path) {
+    sync_dir(dir)
+}
+
+/// Whether process `pid` still runs. Where that cannot be told (no `/proc`), every writer is
+/// assumed alive so that nothing in use is deleted.
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_root = Path::new("/proc");
+    !proc_root.join("self").exists() || proc_root.join(pid.to_string()).exists()
+}
+
+/// Opens `path` for reading if it is a regular file (after following links); anything else
+/// (FIFO, device, socket, folder) is refused with an error saying what it is, without waiting
+/// for a FIFO's writer.
+pub fn open_regular(path: impl AsRef<Path>) -> io::Result<std::fs::File> {
+    let path = path.as_ref();
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file ({})", kind(&meta)),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        // Back to blocking reads: O_NONBLOCK only had to cover the open itself.
+        use std::os::unix::io::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, with flags it returned itself.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// [`std::fs::read`] for regular files only; see [`open_regular`].
+pub fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(file.metadata().map(|m| m.len() as usize).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`std::fs::read_to_string`] for regular files only; see [`open_regular`].
+pub fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
+    String::from_utf8(read(path)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
+/// Fails now if [`write_atomic`] would refuse `path` later (it exists and is not a regular file,
+/// or is a dangling link, or its folder cannot be inspected), so that a command can refuse its
+/// `--out` before doing the work. `write_atomic` checks again when it writes.
+pub fn check_target(path: &Path) -> io::Result<()> {
+    replaceable_target(path).map(|_| ())
 }
 
 /// The path to rename onto: `path` itself, or, if it is a link, the file it points to (so the
@@ -195,6 +319,37 @@ mod tests {
         let err = write_atomic(Path::new("/dev/null"), b"x").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("/dev/null"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn reading_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.png");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+        let err = read(&fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let err = read_to_string(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
+        assert!(read(dir.path()).unwrap_err().to_string().contains("folder"));
+        let f = dir.path().join("f.txt");
+        std::fs::write(&f, "text").unwrap();
+        assert_eq!(read_to_string(&f).unwrap(), "text");
+    }
+
+    #[test]
+    fn stale_temps_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(format!(".a.bin{TEMP_MARK}4000000000-abc"));
+        let live = dir.path().join(format!(".a.bin{TEMP_MARK}{}-abc", std::process::id()));
+        let other = dir.path().join(format!(".b.bin{TEMP_MARK}4000000000-abc"));
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        write_atomic(&dir.path().join("a.bin"), b"done").unwrap();
+        assert!(!dead.exists() && live.exists() && other.exists());
+        assert_eq!(std::fs::read(dir.path().join("a.bin")).unwrap(), b"done");
     }
 
     #[cfg(unix)]

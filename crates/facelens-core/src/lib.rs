@@ -10,7 +10,7 @@ pub mod fs;
 pub mod rng;
 
 pub use device::{describe_device, parse_device, DeviceSpec};
-pub use fs::{write_atomic, write_atomic_with};
+pub use fs::{check_target, open_regular, write_atomic, write_atomic_with};
 
 /// Errors of this crate that are not plain I/O.
 #[derive(Debug, thiserror::Error)]

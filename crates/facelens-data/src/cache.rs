@@ -86,7 +86,7 @@ impl Cache {
     /// Loads an embedding, or `None` when it is not cached.
     pub fn load_embedding(&self, key: &str) -> Result<Option<Vec<f32>>> {
         let path = self.embedding_path(key)?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match facelens_core::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DataError::io(path, "cannot read cache entry", e)),

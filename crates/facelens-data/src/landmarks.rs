@@ -60,7 +60,7 @@ const LM_COLUMNS: [&str; 10] = [
 impl LandmarkTable {
     /// Reads and parses a landmark CSV file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = facelens_core::fs::read_to_string(path)
             .map_err(|e| DataError::io(path, "cannot read landmark CSV", e))?;
         Self::parse(&text, path)
     }

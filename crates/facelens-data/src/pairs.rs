@@ -32,7 +32,7 @@ pub fn lfw_image_path(name: &str, index: u32) -> PathBuf {
 
 /// Reads and parses a pair list.
 pub fn load_pairs(path: &Path) -> Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(path)
+    let text = facelens_core::fs::read_to_string(path)
         .map_err(|e| DataError::io(path, "cannot read pair list", e))?;
     parse_pairs(&text, path)
 }

@@ -196,7 +196,7 @@ pub struct ImportReport {
 
 /// Imports an ONNX backbone of architecture `arch` into a safetensors checkpoint at `out`.
 pub fn import_onnx(onnx_path: &Path, arch: &Arch, out: &Path) -> Result<ImportReport> {
-    let bytes = std::fs::read(onnx_path).map_err(|e| ModelError::io(onnx_path, e))?;
+    let bytes = facelens_core::fs::read(onnx_path).map_err(|e| ModelError::io(onnx_path, e))?;
     let sha = hex(&Sha256::digest(&bytes));
     let graph = OnnxGraph::from_bytes(onnx_path, &bytes)?;
     let layout = Backbone::layout(arch)?;
@@ -257,7 +257,7 @@ pub(crate) fn write_import(
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     Ok(hex(&Sha256::digest(&bytes)))
 }
 

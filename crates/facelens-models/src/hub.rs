@@ -2,8 +2,14 @@
 //!
 //! The local cache (`$HF_HOME/hub` or `~/.cache/huggingface/hub`) is consulted first and
 //! needs no network; only on a miss, and unless `HF_HUB_OFFLINE=1`, is the Hub asked.
+//!
+//! A reference is a name inside one repository's snapshot, never a path on this machine: every
+//! part is checked when it is parsed (no `..`, `.`, empty or absolute segments, no backslashes),
+//! and the resolved file must lie inside the snapshot folder after links are followed (the
+//! cache's own snapshot files are links into `blobs/` of the same repository) and be a regular
+//! file. This is the one resolver for `hf:` references.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hf_hub::{Cache, Repo, RepoType};
 
@@ -30,6 +36,16 @@ impl HubRef {
             Some(_) => return Err(bad("empty repository or revision around `@`")),
             None => (repo_rev, "main"),
         };
+        for (what, name) in [("organisation", org), ("repository", repo)] {
+            check_name(name).map_err(|r| bad(&format!("{what} `{name}`: {r}")))?;
+        }
+        // Revisions may be branch names with slashes (`refs/pr/1`); each part is a plain name.
+        for part in revision.split('/') {
+            check_name(part).map_err(|r| bad(&format!("revision `{revision}`: {r}")))?;
+        }
+        for part in file.split('/') {
+            check_name(part).map_err(|r| bad(&format!("file `{file}`: {r}")))?;
+        }
         Ok(Self { repo: format!("{org}/{repo}"), revision: revision.into(), file: file.into() })
     }
 
@@ -41,23 +57,41 @@ impl HubRef {
         format!("hf:{}@{}/{}", self.repo, self.revision, self.file)
     }
 
-    /// Resolves the file from the local cache only.
-    pub fn resolve_cached(&self) -> Option<PathBuf> {
-        let cache = cache();
-        cache.repo(self.repo()).get(&self.file).or_else(|| {
-            // hf-hub 0.4 does not trim `refs/<rev>`; caches written by other tools may end it with a newline.
-            let dir = cache.path().join(format!("models--{}", self.repo.replace('/', "--")));
-            let commit = std::fs::read_to_string(dir.join("refs").join(&self.revision))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| self.revision.clone());
-            let path = dir.join("snapshots").join(commit).join(&self.file);
-            path.is_file().then_some(path)
-        })
+    /// Resolves the file from the local cache only: `Ok(None)` when it is not cached, an error
+    /// when the cache holds something that must not be used (a path leaving the repository, a
+    /// FIFO or other non-regular file).
+    pub fn resolve_cached(&self) -> Result<Option<PathBuf>> {
+        let dir = cache().path().join(format!("models--{}", self.repo.replace('/', "--")));
+        // hf-hub 0.4 does not trim `refs/<rev>`; caches written by other tools may end it with a newline.
+        let refs = dir.join("refs").join(&self.revision);
+        let commit = match facelens_core::fs::read_to_string(&refs) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.revision.clone(),
+            Err(e) => return Err(self.unusable(format!("{}: {e}", refs.display()))),
+        };
+        check_name(&commit).map_err(|r| self.unusable(format!("{} names commit `{commit}`: {r}", refs.display())))?;
+        let snapshot = dir.join("snapshots").join(&commit);
+        let path = snapshot.join(&self.file);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        // Links are followed: the cache stores each file as a link into the repository's blobs.
+        let real = std::fs::canonicalize(&path).map_err(|e| self.unusable(format!("{}: {e}", path.display())))?;
+        let root = std::fs::canonicalize(&dir).map_err(|e| self.unusable(format!("{}: {e}", dir.display())))?;
+        if !real.starts_with(&root) {
+            return Err(self.unusable(format!("{} leads to {}, outside the repository's cache folder {}", path.display(), real.display(), root.display())));
+        }
+        facelens_core::fs::open_regular(&real).map_err(|e| self.unusable(format!("{}: {e}", path.display())))?;
+        Ok(Some(path))
+    }
+
+    fn unusable(&self, reason: String) -> ModelError {
+        ModelError::Hub { spec: self.spec(), reason }
     }
 
     /// Cache first; then the Hub unless offline.
     pub fn resolve(&self) -> Result<PathBuf> {
-        if let Some(p) = self.resolve_cached() {
+        if let Some(p) = self.resolve_cached()? {
             return Ok(p);
         }
         let offline = std::env::var("HF_HUB_OFFLINE").map(|v| v == "1" || v.eq_ignore_ascii_case("true")).unwrap_or(false);
@@ -73,7 +107,22 @@ impl HubRef {
             .map_err(|e| ModelError::Hub { spec: self.spec(), reason: e.to_string() })?;
         api.repo(self.repo())
             .get(&self.file)
-            .map_err(|e| ModelError::Hub { spec: self.spec(), reason: e.to_string() })
+            .map_err(|e| ModelError::Hub { spec: self.spec(), reason: e.to_string() })?;
+        // Downloaded into the cache: resolve it there, with the same checks as a cached file.
+        self.resolve_cached()?
+            .ok_or_else(|| self.unusable(format!("downloaded, but not found in the cache {}", cache().path().display())))
+    }
+}
+
+/// One part of a reference: a plain file or folder name.
+fn check_name(part: &str) -> std::result::Result<(), &'static str> {
+    match part {
+        "" => Err("empty path segment"),
+        "." | ".." => Err("`.` and `..` are not allowed"),
+        _ if part.contains('\\') => Err("backslashes are not allowed"),
+        _ if part.contains('\0') => Err("NUL bytes are not allowed"),
+        _ if Path::new(part).is_absolute() => Err("absolute paths are not allowed"),
+        _ => Ok(()),
     }
 }
 

@@ -413,7 +413,7 @@ pub fn detect_config<'a>(params: impl IntoIterator<Item = (&'a str, &'a [usize])
 pub fn detect_config_file(path: &Path) -> crate::Result<Config> {
     let unknown = |reason: String| ModelError::UnknownArchitecture { path: path.to_path_buf(), reason };
     let corrupt = |reason: String| ModelError::CorruptSafetensors { path: path.to_path_buf(), reason };
-    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let mut file = facelens_core::fs::open_regular(path).map_err(|e| ModelError::io(path, e))?;
     let header = read_header(&mut file).map_err(|e| corrupt(e.to_string()))?;
     let entries: HashMap<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| corrupt(format!("bad header: {e}")))?;

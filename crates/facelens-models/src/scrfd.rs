@@ -549,7 +549,7 @@ impl Scrfd {
 /// padding, group and every shape must match, and initializers that kept their PyTorch name
 /// (neck and head) must carry the very name given here.
 pub fn import_onnx(onnx_path: &Path, out: &Path) -> Result<ImportReport> {
-    let bytes = std::fs::read(onnx_path).map_err(|e| ModelError::io(onnx_path, e))?;
+    let bytes = facelens_core::fs::read(onnx_path).map_err(|e| ModelError::io(onnx_path, e))?;
     let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     let graph = OnnxGraph::from_bytes(onnx_path, &bytes)?;
     let config = Config::scrfd_500m_bnkps();

@@ -98,7 +98,7 @@ impl Checkpoint {
 
 /// Reads only the metadata header of a safetensors file (cheap; used to infer the arch).
 pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| ModelError::CorruptSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
     Ok(meta.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default())
@@ -107,7 +107,7 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
 /// Loads `path` and checks it against `layout`: every parameter present with the right
 /// shape, nothing extra, float dtypes only, all values finite.
 pub fn load_checked(path: &Path, layout: &ParamLayout, arch: &str) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let corrupt = |reason: String| ModelError::CorruptSafetensors { path: path.to_path_buf(), reason };
     if bytes.is_empty() {
         return Err(corrupt("file is empty".into()));

@@ -156,6 +156,48 @@ pub struct Records {
     pub records: Vec<PairRecord>,
 }
 
+impl Records {
+    /// What a merge and the tables rely on: at least one backbone, row and step; every measured
+    /// pair has one entry per backbone; every curve has one value per step. A records file that
+    /// fails this was not written by this version (or was edited), and the message says where.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.models.is_empty() {
+            return Err("`models` is empty: a run records at least one backbone".into());
+        }
+        if self.rows.is_empty() {
+            return Err("`rows` is empty: a run records at least one method".into());
+        }
+        if self.steps.is_empty() || self.steps.iter().any(|s| !s.is_finite()) {
+            return Err("`steps` must be a non-empty list of finite numbers".into());
+        }
+        for r in &self.records {
+            if r.skipped.is_some() {
+                continue;
+            }
+            if r.models.len() != self.models.len() {
+                return Err(format!("pair {} has {} backbone entries, the run has {} backbones", r.index, r.models.len(), self.models.len()));
+            }
+            for (m, info) in r.models.iter().zip(&self.models) {
+                for c in &m.rows {
+                    for (mode, ys) in [("deletion", &c.curves.deletion), ("insertion", &c.curves.insertion)] {
+                        if ys.len() != self.steps.len() {
+                            return Err(format!(
+                                "pair {}, {} `{}`: the {mode} curve has {} points, the run has {} steps",
+                                r.index,
+                                info.name,
+                                c.row.method,
+                                ys.len(),
+                                self.steps.len()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Wall-clock seconds and pass counts per `model/method`; kept out of [`Records`] so that results
 /// stay reproducible.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

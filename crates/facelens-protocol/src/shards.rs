@@ -39,6 +39,9 @@ pub fn find_shards(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Names the staging folders of `merge` under its `--out` folder.
+const STAGING_NAME: &str = "merge";
+
 /// A shard loaded for merging.
 pub struct ShardDir {
     pub path: PathBuf,
@@ -48,11 +51,12 @@ pub struct ShardDir {
 
 pub fn read_shard(dir: &Path) -> Result<ShardDir> {
     let path = dir.join(RECORDS_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "reading", e))?;
+    let bytes = facelens_core::fs::read(&path).map_err(|e| Error::io(&path, "reading", e))?;
     let records: Records = serde_json::from_slice(&bytes)
         .map_err(|e| Error::invalid(&path, format!("not a records file of this version: {e}")))?;
+    records.check().map_err(|reason| Error::invalid(&path, reason))?;
     let cfg = dir.join(facelens_board::run_dir::CONFIG_FILE);
-    let config_text = std::fs::read_to_string(&cfg).map_err(|e| Error::io(&cfg, "reading", e))?;
+    let config_text = facelens_core::fs::read_to_string(&cfg).map_err(|e| Error::io(&cfg, "reading", e))?;
     Ok(ShardDir {
         path: dir.to_path_buf(),
         config_text,
@@ -71,13 +75,21 @@ pub fn merge_records(shards: &[ShardDir]) -> Result<Records> {
     let mut seen: BTreeMap<usize, &Path> = BTreeMap::new();
     for s in shards {
         let r = &s.records;
-        if r.config_sha256 != r0.config_sha256 || s.config_text != first.config_text {
+        if r.config_sha256 != r0.config_sha256 {
             return Err(Error::Merge(format!(
-                "{} was run with another config ({}) than {} ({}); pass the shards of one run only",
+                "{} was run with another config (sha256 {}) than {} (sha256 {}); pass the shards of one run only",
                 s.path.display(),
-                &r.config_sha256[..8.min(r.config_sha256.len())],
+                r.config_sha256,
                 first.path.display(),
-                &r0.config_sha256[..8.min(r0.config_sha256.len())]
+                r0.config_sha256
+            )));
+        }
+        if s.config_text != first.config_text {
+            return Err(Error::Merge(format!(
+                "{} and {} differ although both records name config sha256 {} (edited by hand?); pass the shards of one run only",
+                s.path.join(facelens_board::run_dir::CONFIG_FILE).display(),
+                first.path.join(facelens_board::run_dir::CONFIG_FILE).display(),
+                r0.config_sha256
             )));
         }
         if r.shard.count != count {
@@ -172,7 +184,7 @@ pub fn read_panels(shards: &[ShardDir]) -> Result<Vec<Panel>> {
 pub fn read_timings(shards: &[ShardDir]) -> Timings {
     let mut total = Timings::default();
     for s in shards {
-        let Ok(bytes) = std::fs::read(s.path.join(TIMINGS_FILE)) else {
+        let Ok(bytes) = facelens_core::fs::read(s.path.join(TIMINGS_FILE)) else {
             continue;
         };
         let Ok(t) = serde_json::from_slice::<Timings>(&bytes) else {
@@ -193,13 +205,24 @@ pub fn merge(args: &[PathBuf], out: &Path) -> Result<(RunDir, Results)> {
     let records = merge_records(&shards)?;
     let panels = read_panels(&shards)?;
     let timings = read_timings(&shards);
+    // The tables are built once before the run directory exists, so records that cannot make
+    // tables leave nothing behind.
+    crate::report::build(&records)?;
     let config_text = &shards[0].config_text;
-    let run = RunDir::create_with_device(
-        out,
+    // The run is built in a hidden staging folder under `out` and renamed into place when
+    // complete: a failure or a kill never leaves a half-merged run that `runs list` would show.
+    // A staging folder left by a killed merge is removed by the next one.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating folder", e))?;
+    let staging = facelens_core::fs::staging_dir(out, STAGING_NAME).map_err(|e| Error::io(out, "creating folder", e))?;
+    let built = RunDir::create_with_device(
+        &staging,
         EXPERIMENT,
         config_text,
         &format!("merge of {} shards", shards.len()),
-    )?;
-    let results = write_run(&run, config_text, &records, &panels, &timings)?;
-    Ok((run, results))
+    )
+    .map_err(Error::from)
+    .and_then(|run| write_run(&run, config_text, &records, &panels, &timings).map(|r| (run, r)))
+    .and_then(|(run, results)| Ok((run.publish(out)?, results)));
+    let _ = std::fs::remove_dir_all(&staging);
+    built
 }

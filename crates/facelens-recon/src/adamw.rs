@@ -38,6 +38,17 @@ impl Default for AdamWConfig {
     }
 }
 
+impl AdamWConfig {
+    /// `beta1`, `beta2` in [0, 1), `eps` > 0, `weight_decay` >= 0, all finite.
+    pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{non_negative, real};
+        real("train.adamw.beta1", self.beta1, 0.0, false, 1.0, true)?;
+        real("train.adamw.beta2", self.beta2, 0.0, false, 1.0, true)?;
+        real("train.adamw.eps", self.eps, 0.0, true, 1.0, false)?;
+        non_negative("train.adamw.weight_decay", self.weight_decay)
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     name: String,

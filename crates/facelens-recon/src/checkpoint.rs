@@ -83,7 +83,7 @@ impl Checkpoint {
     /// Reads and checks a checkpoint: header present and parseable, every tensor finite.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes =
-            std::fs::read(path).map_err(|e| ReconError::io(path, "cannot read checkpoint", e))?;
+            facelens_core::fs::read(path).map_err(|e| ReconError::io(path, "cannot read checkpoint", e))?;
         let corrupt = |reason: String| ReconError::CorruptCheckpoint {
             path: path.into(),
             reason,
@@ -107,6 +107,7 @@ impl Checkpoint {
                 meta.format
             )));
         }
+        meta.decoder.validate().map_err(|e| corrupt(e.to_string()))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, device)
             .map_err(|e| corrupt(e.to_string()))?;
         check_finite(path, &tensors)?;
@@ -204,7 +205,7 @@ pub fn decoder_from_tensors(
 
 /// Loads a decoder for inference from a training checkpoint or an exported decoder file.
 pub fn load_decoder(path: &Path, device: &Device) -> Result<Decoder> {
-    let bytes = std::fs::read(path).map_err(|e| ReconError::io(path, "cannot read decoder", e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| ReconError::io(path, "cannot read decoder", e))?;
     let corrupt = |reason: String| ReconError::CorruptCheckpoint {
         path: path.into(),
         reason,
@@ -223,6 +224,7 @@ pub fn load_decoder(path: &Path, device: &Device) -> Result<Decoder> {
     })?;
     let config: DecoderConfig =
         serde_json::from_str(text).map_err(|e| corrupt(format!("bad decoder config: {e}")))?;
+    config.validate().map_err(|e| corrupt(e.to_string()))?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| corrupt(e.to_string()))?;
     check_finite(path, &tensors)?;

@@ -235,7 +235,7 @@ impl EmbeddingTable {
 
     /// Reads a table written by [`save`](Self::save).
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
+        let bytes = facelens_core::fs::read(path)
             .map_err(|e| ReconError::io(path, "cannot read embedding table", e))?;
         let corrupt = |reason: String| ReconError::CorruptCheckpoint {
             path: path.into(),

@@ -58,6 +58,14 @@ pub enum ActivationKind {
     LeakyRelu,
 }
 
+/// Largest `decoder.width` (and `min_channels`, `groups`): the seed layer alone holds
+/// `embedding_dim x width x 49` weights, 205 MB at 512 x 2048.
+pub const MAX_WIDTH: usize = 2048;
+/// Largest embedding dimension a decoder accepts (the zoo's largest is 512).
+pub const MAX_EMBEDDING_DIM: usize = 4096;
+/// Largest `decoder.convs_per_block`.
+pub const MAX_CONVS_PER_BLOCK: usize = 8;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DecoderConfig {
@@ -107,22 +115,16 @@ impl DecoderConfig {
         (self.width >> (i + 1)).max(self.min_channels).max(1)
     }
 
+    /// Checks every size against its bound (the key and the bound are in the message), before
+    /// anything is allocated: configs and checkpoint headers alike come through here.
     pub fn validate(&self) -> Result<()> {
-        if self.embedding_dim == 0 || self.width == 0 {
-            return Err(ReconError::Config(
-                "decoder embedding_dim and width must be > 0".into(),
-            ));
-        }
-        if self.convs_per_block == 0 {
-            return Err(ReconError::Config(
-                "decoder convs_per_block must be >= 1".into(),
-            ));
-        }
-        if self.norm == NormKind::Group && self.groups == 0 {
-            return Err(ReconError::Config(
-                "decoder groups must be >= 1 for group norm".into(),
-            ));
-        }
+        use crate::bounds::count;
+        count("decoder.embedding_dim", self.embedding_dim, 1, MAX_EMBEDDING_DIM)?;
+        count("decoder.width", self.width, 1, MAX_WIDTH)?;
+        count("decoder.min_channels", self.min_channels, 1, MAX_WIDTH)?;
+        count("decoder.convs_per_block", self.convs_per_block, 1, MAX_CONVS_PER_BLOCK)?;
+        let lo = usize::from(self.norm == NormKind::Group);
+        count("decoder.groups", self.groups, lo, MAX_WIDTH)?;
         Ok(())
     }
 }

@@ -45,6 +45,9 @@ pub enum ReconError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A config file whose values are out of bounds (the key and the bound are in `message`).
+    #[error("{}: {message}", path.display())]
+    InvalidConfig { path: PathBuf, message: String },
     #[error("batch is for step {got}, the trainer is at step {expected} (data order and checkpoint disagree)")]
     StepMismatch { expected: u64, got: u64 },
     #[error("the data loader stopped: {0}")]

@@ -21,6 +21,7 @@
 //! The library never prints; binaries own logging and progress bars through the observer.
 
 pub mod adamw;
+mod bounds;
 pub mod checkpoint;
 pub mod conv3x3;
 pub mod data;

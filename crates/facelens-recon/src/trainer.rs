@@ -70,7 +70,36 @@ impl Default for TrainConfig {
     }
 }
 
+/// Largest `train.batch_size`.
+pub const MAX_BATCH_SIZE: usize = 4096;
+/// Largest `train.steps`.
+pub const MAX_STEPS: u64 = 100_000_000;
+
 impl TrainConfig {
+    /// Checks every value against its bound (key and bound in the message).
+    pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{count, non_negative, real};
+        count("train.steps", self.steps, 1, MAX_STEPS)?;
+        count("train.batch_size", self.batch_size, 1, MAX_BATCH_SIZE)?;
+        count("train.warmup_steps", self.warmup_steps, 0, MAX_STEPS)?;
+        real("train.lr", self.lr, 0.0, true, 1.0, false)?;
+        real("train.min_lr", self.min_lr, 0.0, false, self.lr, false)?;
+        non_negative("train.clip_grad_norm", self.clip_grad_norm)?;
+        non_negative("train.embedding_noise", self.embedding_noise)?;
+        count("train.nan_patience", self.nan_patience, 1, 1000)?;
+        self.adamw.validate()?;
+        let l = &self.loss;
+        for (key, v) in [("train.loss.pixel", l.pixel), ("train.loss.identity", l.identity), ("train.loss.ssim", l.ssim)] {
+            non_negative(key, v)?;
+        }
+        if l.pixel + l.identity + l.ssim == 0.0 {
+            return Err(ReconError::Config(
+                "train.loss.pixel, train.loss.identity and train.loss.ssim are all 0: nothing to train".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn schedule(&self) -> CosineSchedule {
         CosineSchedule {
             base_lr: self.lr,
@@ -153,11 +182,8 @@ impl Trainer {
         backbone: Option<FrozenBackbone>,
         device: &Device,
     ) -> Result<Self> {
-        if config.batch_size == 0 || config.steps == 0 {
-            return Err(ReconError::Config(
-                "train.steps and train.batch_size must be > 0".into(),
-            ));
-        }
+        decoder_config.validate()?;
+        config.validate()?;
         if config.loss.identity != 0.0 && backbone.is_none() {
             return Err(ReconError::Config(
                 "loss.identity > 0 needs a backbone".into(),

@@ -68,6 +68,10 @@ fn bytes_per_row(net: &Net) -> usize {
     4 * (4 * largest + 9 * net.input.numel())
 }
 
+/// Most Jacobian rows one pass may be asked for: each row holds a few activation-sized buffers
+/// (about 4.5 MB for w600k_mbf), so 128 rows stay under 1 GB, and wider passes are not faster.
+pub const MAX_ROWS_PER_PASS: usize = 128;
+
 /// Rows per pass that fit `budget`, at most 32: beyond that the buffers outgrow the caches
 /// and each GEMM is already wide (N = H*W*rows), so larger passes measured slower.
 pub fn rows_for_budget(net: &Net, budget: usize) -> usize {
@@ -296,9 +300,12 @@ pub fn engine_for(model: &FaceModel, rows: Option<usize>) -> Result<Box<dyn Grad
     engine_of(kind, model, rows)
 }
 
-/// A chosen engine for a loaded model (the net and tensor engines on the model's device; the net
-/// engine always on the CPU).
+/// A chosen engine for a loaded model (the tensor and autograd engines on the model's device;
+/// the net engine always on the CPU). `rows` must be in `1..=MAX_ROWS_PER_PASS`.
 pub fn engine_of(kind: EngineKind, model: &FaceModel, rows: Option<usize>) -> Result<Box<dyn GradientEngine>> {
+    if let Some(rows) = rows.filter(|r| !(1..=MAX_ROWS_PER_PASS).contains(r)) {
+        return Err(SaliencyError::RowsOutOfRange { rows, max: MAX_ROWS_PER_PASS });
+    }
     Ok(match kind {
         EngineKind::Net => Box::new(NetEngine::new(Net::from_backbone(&model.backbone)?, rows)),
         EngineKind::Tensor => {

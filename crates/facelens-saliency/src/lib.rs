@@ -36,6 +36,8 @@ pub enum SaliencyError {
     BadImage { expected: usize, got: usize, size: usize },
     #[error("unknown explainer `{0}`; known: {1}")]
     UnknownMethod(String, String),
+    #[error("rows per pass = {rows} (--rows): must be in 1..={max}")]
+    RowsOutOfRange { rows: usize, max: usize },
 }
 
 pub type Result<T> = std::result::Result<T, SaliencyError>;

@@ -19,14 +19,19 @@ use facelens_models::reverse::{Net, TensorNet};
 use facelens_models::FaceModel;
 use facelens_saliency::{engine_of, EngineKind, Explainer, FacePair, Fggb};
 
-/// Two LFW crops of the reference set (aligned 112x112 RGB).
-fn lfw_faces() -> [Vec<u8>; 2] {
+/// Pairs checked: 1 by default; `FACELENS_TENSOR_PAIRS=10` for the full comparison (the 20 faces
+/// of 10 pairs; minutes on candle's CPU convolutions).
+fn pairs() -> usize {
+    std::env::var("FACELENS_TENSOR_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 20)
+}
+
+/// The first `2 * pairs()` LFW crops of the reference set (aligned 112x112 RGB).
+fn lfw_faces() -> Vec<Vec<u8>> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/w600k_mbf.reference.safetensors");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (needs ../shared)", path.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let t = st.tensor("images_rgb_u8").expect("images_rgb_u8");
-    let face = |i: usize| t.data()[i * 112 * 112 * 3..(i + 1) * 112 * 112 * 3].to_vec();
-    [face(0), face(1)]
+    t.data().chunks_exact(112 * 112 * 3).take(2 * pairs()).map(<[u8]>::to_vec).collect()
 }
 
 fn relative_max_difference(x: &[f32], y: &[f32]) -> f32 {
@@ -53,11 +58,12 @@ fn compare(model_name: &str, fggb_pair: bool) {
     let (c, h, w) = (net.input.c, net.input.h, net.input.w);
 
     // Embeddings.
-    let both: Vec<f32> = x.concat();
-    let want = net.forward(&both, 2);
-    let got: Vec<f32> = tn.forward(&Tensor::from_slice(&both, (2, c, h, w), &Device::Cpu).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let n = x.len();
+    let all: Vec<f32> = x.concat();
+    let want = net.forward(&all, n);
+    let got: Vec<f32> = tn.forward(&Tensor::from_slice(&all, (n, c, h, w), &Device::Cpu).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let d = net.output_dim();
-    for i in 0..2 {
+    for i in 0..n {
         let cos = facelens_models::preprocess::cosine(&got[i * d..(i + 1) * d], &want[i * d..(i + 1) * d]);
         assert!(cos > 0.99999, "{model_name} face {i}: embedding cosine {cos}");
     }
@@ -68,7 +74,7 @@ fn compare(model_name: &str, fggb_pair: bool) {
     let rows = 16;
     let seeds: Vec<f32> = (0..rows * d).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let s = Tensor::from_slice(&seeds, (rows, d), &Device::Cpu).unwrap();
-    let mut flipped = [0usize; 2];
+    let mut flipped = vec![0usize; x.len()];
     for (f, image) in x.iter().enumerate() {
         let tape = net.tape(image);
         let want = net.vjp(&tape, &seeds, rows);

@@ -60,7 +60,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn read_pairs(path: &PathBuf, model: &FaceModel) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = facelens_core::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     // Paths are relative to the pair list's folder.
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let load = |p: &str| -> Result<Vec<f32>> {

@@ -90,7 +90,7 @@ pub fn run(a: CheckDeviceArgs, device: &Device) -> Result<()> {
 }
 
 fn read_faces(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read faces {}", path.display()))?;
+    let bytes = facelens_core::fs::read(path).with_context(|| format!("cannot read faces {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not safetensors", path.display()))?;
     let t = st.tensor("images_rgb_u8").with_context(|| format!("{}: no tensor `images_rgb_u8`", path.display()))?;
     let shape = t.shape();

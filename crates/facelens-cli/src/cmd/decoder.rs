@@ -127,15 +127,24 @@ struct Loaded {
     crops: Vec<image::RgbImage>,
 }
 
-fn decoder_path(given: Option<&Path>) -> PathBuf {
-    given.map(Path::to_path_buf).unwrap_or_else(|| facelens_models::zoo::checkpoints_dir().join(DEFAULT_DECODER))
+/// `--decoder`: a file, an `hf:` reference resolved through the Hugging Face cache like
+/// `--model`, or (not given) the committed default.
+fn decoder_path(given: Option<&Path>) -> Result<PathBuf> {
+    let Some(given) = given else {
+        let path = facelens_models::zoo::checkpoints_dir().join(DEFAULT_DECODER);
+        if !path.exists() {
+            bail!("decoder {} not found (train one with `facelens train-decoder`, or pass --decoder)", path.display());
+        }
+        return Ok(path);
+    };
+    match given.to_str().filter(|s| s.starts_with("hf:")) {
+        Some(spec) => Ok(facelens_models::hub::HubRef::parse(spec)?.resolve()?),
+        None => Ok(given.to_path_buf()),
+    }
 }
 
 fn load_decoder(given: Option<&Path>, device: &Device) -> Result<(facelens_recon::Decoder, PathBuf)> {
-    let path = decoder_path(given);
-    if !path.is_file() {
-        bail!("decoder {} not found (train one with `facelens train-decoder`, or pass --decoder)", path.display());
-    }
+    let path = decoder_path(given)?;
     let decoder = facelens_recon::load_decoder(&path, device).with_context(|| format!("loading decoder {}", path.display()))?;
     Ok((decoder, path))
 }

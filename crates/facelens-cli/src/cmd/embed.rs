@@ -27,6 +27,7 @@ pub struct EmbedArgs {
 }
 
 pub fn run(a: EmbedArgs, device: &Device) -> Result<()> {
+    crate::output::check_target(&a.out)?;
     let model = super::load_model(&a.model, device)?;
     let loader = FaceLoader::new(&a.faces)?;
     let crops = a.images.iter().map(|p| loader.load(p)).collect::<Result<Vec<_>>>()?;

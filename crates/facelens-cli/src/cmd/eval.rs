@@ -28,9 +28,9 @@ pub struct VerifyEvalArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Per-pair scores (fold, genuine, a, b, score) as CSV.
-    #[arg(long, default_value = "verify-scores.csv")]
-    pub scores: PathBuf,
+    /// Per-pair scores (fold, genuine, a, b, score) as CSV (not written unless asked for).
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
     /// Full report (folds, ROC points) as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -48,6 +48,9 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
         EvalCommand::Verify(a) => a,
         EvalCommand::Xfv(a) => return super::xfv::run(a, device),
     };
+    for out in a.scores.iter().chain(&a.report) {
+        crate::output::check_target(out)?;
+    }
     let t0 = Instant::now();
     let (pairs, model, mut loader) = a.list.open(device)?;
     loader.black_for_nodet = true;
@@ -77,7 +80,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
             .map(|rel| -> Result<Option<String>> {
                 let Some(_) = &cache else { return Ok(None) };
                 let path = images.join(rel);
-                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let bytes = facelens_core::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 Ok(Some(facelens_data::cache_key(&format!("{model_key}:{}", rel.display()), &bytes)))
             })
             .collect::<Result<_>>()?;
@@ -127,11 +130,13 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
     let folds: Vec<usize> = pairs.iter().map(|p| p.fold).collect();
     let report = facelens_eval::evaluate(&scores, &genuine, &folds)?;
 
-    let mut csv = String::from("fold,genuine,a,b,score\n");
-    for (p, s) in pairs.iter().zip(&scores) {
-        csv.push_str(&format!("{},{},{},{},{s:.6}\n", p.fold, p.genuine as u8, p.a.display(), p.b.display()));
+    if let Some(path) = &a.scores {
+        let mut csv = String::from("fold,genuine,a,b,score\n");
+        for (p, s) in pairs.iter().zip(&scores) {
+            csv.push_str(&format!("{},{},{},{},{s:.6}\n", p.fold, p.genuine as u8, p.a.display(), p.b.display()));
+        }
+        crate::output::write_atomic(path, csv.as_bytes())?;
     }
-    crate::output::write_atomic(&a.scores, csv.as_bytes())?;
     if let Some(path) = &a.report {
         crate::output::write_json(path, &report)?;
     }

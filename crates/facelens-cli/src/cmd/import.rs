@@ -29,6 +29,7 @@ pub struct OnnxArgs {
 
 pub fn run(cmd: ImportCommand) -> Result<()> {
     let ImportCommand::Onnx(a) = cmd;
+    crate::output::check_target(&a.out)?;
     if let Some(expected) = &a.sha256 {
         let got = facelens_models::backbone::sha256_file(&a.model)?;
         if &got != expected {

@@ -164,6 +164,11 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 fn show(a: ShowArgs) -> Result<()> {
     let dir = runs::find_run(&a.root, &a.run)?;
     let d = runs::details(&dir).with_context(|| format!("cannot read run {}", dir.display()))?;
+    // `list` shows damaged runs with their issues; `show` is about one run and must not pass
+    // off a missing or corrupt meta.json as `"meta": null`.
+    if d.summary.meta.is_none() {
+        anyhow::bail!("run {}: {}", dir.display(), d.summary.issues.join("; "));
+    }
     if a.json {
         emit(&(serde_json::to_string_pretty(&d)? + "\n"))
     } else {

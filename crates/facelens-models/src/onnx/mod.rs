@@ -35,7 +35,7 @@ pub struct OnnxGraph {
 
 impl OnnxGraph {
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        let bytes = facelens_core::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         Self::from_bytes(path, &bytes)
     }
 

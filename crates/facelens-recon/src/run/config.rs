@@ -110,8 +110,34 @@ pub struct LoadedConfig {
     pub text: String,
 }
 
+/// Largest batch for embedding, evaluation and probing passes; and most loader threads.
+const MAX_PASS_BATCH: usize = 4096;
+const MAX_WORKERS: usize = 256;
+
 impl ExperimentConfig {
-    /// Reads `path` with `--set key=value` overrides.
+    /// Checks every setting against its bound, before any run directory or model exists.
+    pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{count, real};
+        if self.runs_root.trim().is_empty() {
+            return Err(ReconError::Config(
+                "runs_root is empty: name the folder run directories go to (e.g. \"runs\")".into(),
+            ));
+        }
+        real("data.grey_fraction", self.data.grey_fraction, 0.0, false, 1.0, false)?;
+        count("data.workers", self.data.workers, 1, MAX_WORKERS)?;
+        count("data.prefetch", self.data.prefetch, 1, MAX_WORKERS)?;
+        count("data.embed_batch", self.data.embed_batch, 1, MAX_PASS_BATCH)?;
+        count("eval.batch", self.eval.batch, 1, MAX_PASS_BATCH)?;
+        count("probe.batch", self.probe.batch, 1, MAX_PASS_BATCH)?;
+        count("log.panel_faces", self.log.panel_faces, 0, 1000)?;
+        for (name, t) in &self.eval.thresholds {
+            real(&format!("eval.thresholds.{name}"), f64::from(*t), -1.0, false, 1.0, false)?;
+        }
+        self.decoder.validate()?;
+        self.train.validate()
+    }
+
+    /// Reads `path` with `--set key=value` overrides and validates the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedConfig> {
         let resolved = facelens_board::config::load::<ExperimentConfig, _, _>(
             path,
@@ -120,6 +146,10 @@ impl ExperimentConfig {
         .map_err(|source| ReconError::ConfigFile {
             path: path.to_path_buf(),
             source: Box::new(source),
+        })?;
+        resolved.value.validate().map_err(|e| match e {
+            ReconError::Config(message) => ReconError::InvalidConfig { path: path.to_path_buf(), message },
+            other => other,
         })?;
         Ok(LoadedConfig {
             config: resolved.value,

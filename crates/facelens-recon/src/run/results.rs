@@ -71,7 +71,7 @@ impl EvalReport {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| ReconError::io(path, "cannot read", e))?;
+    let bytes = facelens_core::fs::read(path).map_err(|e| ReconError::io(path, "cannot read", e))?;
     serde_json::from_slice(&bytes).map_err(|source| ReconError::Results {
         path: path.to_path_buf(),
         source,

@@ -75,7 +75,7 @@ impl LossLog {
     pub(crate) fn open(path: &Path, resume_step: u64) -> Result<Self> {
         let header = "step,loss,pixel,identity,ssim,lr,grad_norm,outcome\n";
         let mut kept = header.to_string();
-        if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(text) = facelens_core::fs::read_to_string(path) {
             let covered = text.lines().skip(1).filter(|l| {
                 l.split(',')
                     .next()

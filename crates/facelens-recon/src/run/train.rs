@@ -121,6 +121,16 @@ pub fn train(
     let Prepared { loaded, resume } = prepared;
     let LoadedConfig { config: cfg, text } = loaded;
     let resuming = resume.is_some();
+    // The model and the data are opened before the run directory exists: a config naming a
+    // missing model or data set leaves nothing behind.
+    let model = FaceModel::load(&cfg.model, device)?;
+    let backbone = FrozenBackbone::from_model(&model);
+    let table = LandmarkTable::load(Path::new(&cfg.data.landmarks))?;
+    let source = Arc::new(AlignedFiles::from_landmarks(
+        Path::new(&cfg.data.images),
+        &table,
+        cfg.data.limit,
+    )?);
     let run_path = match resume {
         Some(p) => p,
         None => {
@@ -130,15 +140,6 @@ pub fn train(
         }
     };
     observer.on_message(&RunMessage::RunDir(run_path.clone()));
-
-    let model = FaceModel::load(&cfg.model, device)?;
-    let backbone = FrozenBackbone::from_model(&model);
-    let table = LandmarkTable::load(Path::new(&cfg.data.landmarks))?;
-    let source = Arc::new(AlignedFiles::from_landmarks(
-        Path::new(&cfg.data.images),
-        &table,
-        cfg.data.limit,
-    )?);
     let emb = embeddings(&cfg, &run_path, source.as_ref(), &model, observer)?;
     let plan = BatchPlan {
         seed: cfg.train.seed,

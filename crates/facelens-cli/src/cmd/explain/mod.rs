@@ -162,6 +162,12 @@ struct Explained {
 
 pub fn run(a: ExplainArgs, device: &Device) -> Result<()> {
     let t0 = Instant::now();
+    // Refuse an unusable --out before any model loads or anything is computed.
+    if let Ok(meta) = std::fs::symlink_metadata(&a.out) {
+        if !meta.is_dir() {
+            bail!("cannot write into {}: it exists and is not a folder", a.out.display());
+        }
+    }
     let session = Session::open(&a, device)?;
     if let Some(list) = &a.pairs {
         return pairs::run(&session, list, &a, t0);

@@ -84,7 +84,7 @@ struct Entry {
 }
 
 pub fn run(session: &Session, list: &Path, a: &ExplainArgs, t0: Instant) -> Result<()> {
-    let text = std::fs::read_to_string(list).with_context(|| format!("cannot read pair list {}", list.display()))?;
+    let text = facelens_core::fs::read_to_string(list).with_context(|| format!("cannot read pair list {}", list.display()))?;
     let base = list.parent().unwrap_or(Path::new(""));
     let pairs = parse_list(&text, list, base)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
