@@ -168,16 +168,37 @@ impl RunDir {
     /// Moves a run directory that was built elsewhere (under a staging root on the same file
     /// system, see [`facelens_core::fs::staging_dir`]) to `root/<experiment>/<id>` in one
     /// rename, so that readers of `root` see the run complete or not at all.
-    pub fn publish(self, root: &Path) -> Result<RunDir> {
+    /// Like [`create_with_device`](Self::create_with_device), a name that is taken (the same
+    /// config published within the same second) gets a suffix `-2`, `-3`, ..., and `meta.json`
+    /// says which.
+    pub fn publish(mut self, root: &Path) -> Result<RunDir> {
         let parent = root.join(&self.meta.experiment);
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let path = parent.join(&self.meta.run_id);
-        if path.exists() {
-            return Err(Error::io(&path, std::io::Error::new(ErrorKind::AlreadyExists, "a run directory of that name exists")));
+        let base = self.meta.run_id.clone();
+        for n in 1..=MAX_SUFFIX {
+            let name = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+            let path = parent.join(&name);
+            if path.exists() {
+                continue;
+            }
+            if name != self.meta.run_id {
+                self.meta.run_id = name;
+                self.write_json(META_FILE, &self.meta)?;
+            }
+            match std::fs::rename(&self.path, &path) {
+                Ok(()) => {
+                    facelens_core::fs::sync_folder(&parent);
+                    return Ok(RunDir { path, meta: self.meta });
+                }
+                // Taken between the check and the rename (a non-empty folder is never replaced).
+                Err(e) if path.exists() && e.kind() != ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            }
         }
-        std::fs::rename(&self.path, &path).map_err(|e| Error::io(&path, e))?;
-        facelens_core::fs::sync_folder(&parent);
-        Ok(RunDir { path, meta: self.meta })
+        Err(Error::io(
+            parent.join(&base),
+            std::io::Error::new(ErrorKind::AlreadyExists, format!("{MAX_SUFFIX} runs with this timestamp and config already exist")),
+        ))
     }
 
     /// The run directory.
@@ -326,6 +347,24 @@ mod tests {
             ("run", "run-2", "run-3")
         );
         assert_eq!(p1, root.path().join("run"));
+    }
+
+    #[test]
+    fn publishing_a_taken_name_adds_a_suffix_and_says_so_in_meta() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (stage_a, stage_b) = (root.path().join("stage-a"), root.path().join("stage-b"));
+        let a = RunDir::create(&stage_a, "exp", "x = 1\n").expect("a");
+        let mut b = RunDir::create(&stage_b, "exp", "x = 1\n").expect("b");
+        // The same config staged within the same second: the same name.
+        b.meta.run_id = a.id().to_owned();
+        let out = root.path().join("out");
+        let a = a.publish(&out).expect("publish a");
+        let b = b.publish(&out).expect("publish b");
+        assert_eq!(b.id(), format!("{}-2", a.id()));
+        assert_eq!(b.path(), out.join("exp").join(b.id()));
+        let meta: RunMeta = serde_json::from_slice(&std::fs::read(b.path().join(META_FILE)).expect("meta")).expect("json");
+        assert_eq!(meta.run_id, b.id());
+        assert!(a.path().join(CONFIG_FILE).is_file() && b.path().join(CONFIG_FILE).is_file());
     }
 
     #[test]
