@@ -228,18 +228,22 @@ impl Session {
             per_dimension_norm: !a.no_per_dim_norm,
             blur: false,
         };
-        let names = method_names(&a.method, a.decoder.is_some(), &model, device)?;
         let mut explainers: Vec<Box<dyn Explainer>> = Vec::new();
-        for name in &names {
+        for (name, optional) in method_names(&a.method, a.decoder.is_some())? {
             explainers.push(match name.as_str() {
                 "fggb" => Box::new(Fggb::new(fggb.clone())),
-                "dfv" => Box::new(super::decoder::dfv(a.decoder.as_deref(), device, model.spec.embedding_dim)?),
+                "dfv" => match super::decoder::dfv(a.decoder.as_deref(), device, model.spec.embedding_dim) {
+                    Ok(dfv) => Box::new(dfv),
+                    // `all` takes DFV only where the committed decoder fits the model.
+                    Err(_) if optional => continue,
+                    Err(e) => return Err(e),
+                },
                 other => facelens_saliency::by_name(other)?,
             });
         }
         let engine = facelens_saliency::engine_for(&model, a.rows)?;
         Ok(Self {
-            fggb: names.iter().any(|n| n == "fggb").then_some(fggb),
+            fggb: explainers.iter().any(|e| e.name() == "fggb").then_some(fggb),
             model,
             threshold,
             threshold_source,
@@ -363,23 +367,25 @@ fn mass(maps: &SaliencyMaps) -> BTreeMap<String, f64> {
     maps.named().iter().map(|(n, m)| (n.to_string(), m.iter().map(|v| *v as f64).sum())).collect()
 }
 
-/// `--method` as explainer names: `all` expands to every registered method, and to DFV when
-/// its decoder (`--decoder`, or the committed one) takes this model's embeddings.
-fn method_names(given: &[String], decoder_given: bool, model: &FaceModel, device: &Device) -> Result<Vec<String>> {
-    let mut names: Vec<String> = Vec::new();
+/// `--method` as explainer names, each with whether it may be left out: `all` expands to every
+/// registered method and to DFV, which is left out unless `--decoder` was given when the
+/// committed decoder does not take the model's embeddings. A name listed twice counts once, as
+/// required if it was ever named explicitly.
+fn method_names(given: &[String], decoder_given: bool) -> Result<Vec<(String, bool)>> {
+    let mut names: Vec<(String, bool)> = Vec::new();
+    let mut add = |name: &str, optional: bool| match names.iter_mut().find(|(n, _)| n == name) {
+        Some(entry) => entry.1 &= optional,
+        None => names.push((name.to_string(), optional)),
+    };
     for name in given.iter().map(|s| s.trim()) {
         if name == "all" {
-            names.extend(facelens_saliency::METHODS.iter().map(|m| m.to_string()));
-            if decoder_given || super::decoder::dfv(None, device, model.spec.embedding_dim).is_ok() {
-                names.push("dfv".into());
-            }
+            facelens_saliency::METHODS.iter().for_each(|m| add(m, false));
+            add("dfv", !decoder_given);
         } else if name.is_empty() {
             bail!("--method: empty name in the list (expected e.g. fggb,xssab or all)");
         } else {
-            names.push(name.to_string());
+            add(name, false);
         }
     }
-    let mut seen = std::collections::BTreeSet::new();
-    names.retain(|n| seen.insert(n.clone()));
     Ok(names)
 }
