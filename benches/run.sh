@@ -3,19 +3,22 @@
 #   * embedding throughput (w600k_mbf, batch 1 and 32): facelens vs onnxruntime (and PyTorch)
 #   * FGGB per pair (512 input-gradient maps per face): facelens vs PyTorch, plus the maps'
 #     Pearson correlation and max abs difference
-# Usage: benches/run.sh [--threads N] [--pairs K] [--skip-embed] [--skip-fggb]
+#   * decoder training (width 128, batch 16, identity + pixel loss): facelens' Trainer vs the same
+#     decoder and losses in PyTorch (images/s, ms/step and where a step's time goes)
+# Usage: benches/run.sh [--threads N] [--pairs K] [--skip-embed] [--skip-fggb] [--skip-decoder]
 # Needs ../shared/models (ONNX + reference faces); sets up its own Python venv (CPU torch,
 # onnxruntime). Prints JSON lines while it runs and a markdown table at the end; everything
 # lands in ${BENCH_OUT:-bench-out}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=2; PAIRS=10; EMBED=1; FGGB=1
+THREADS=2; PAIRS=10; EMBED=1; FGGB=1; DECODER=1
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) THREADS=$2; shift 2 ;;
         --pairs) PAIRS=$2; shift 2 ;;
         --skip-embed) EMBED=0; shift ;;
         --skip-fggb) FGGB=0; shift ;;
+        --skip-decoder) DECODER=0; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -47,12 +50,18 @@ if [ "$FGGB" = 1 ]; then
     "$PY" benches/python/compare_maps.py "$OUT/maps-facelens" "$OUT/maps-pytorch" > "$OUT/compare.txt"
     tail -1 "$OUT/compare.txt" | tee -a "$LOG"
 fi
+if [ "$DECODER" = 1 ]; then
+    RAYON_NUM_THREADS=$THREADS cargo run --release -q -p facelens-recon --example train_bench -- \
+        --width 128 --batch 16 --steps 8 | tee -a "$LOG"
+    "$PY" benches/python/decoder_train_torch.py --onnx "$ONNX" --width 128 --batch 16 --steps 8 \
+        --threads "$THREADS" | tee -a "$LOG"
+fi
 "$PY" - "$LOG" <<'PYEOF' | tee "$OUT/table.md"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 meta = rows[0]
 print(f"\nCPU: {meta['machine']}, {meta['cores']} cores, {meta['threads']} threads\n")
-emb = [r for r in rows if "images_per_s" in r]
+emb = [r for r in rows if "images_per_s" in r and r.get("bench") != "decoder_train"]
 if emb:
     print("| embedding (w600k_mbf) | batch | images/s | ms/batch | facelens speed-up |")
     print("|---|---|---|---|---|")
@@ -72,4 +81,17 @@ cmp = [r for r in rows if "min_pearson" in r]
 if cmp:
     c = cmp[-1]
     print(f"\nmaps facelens vs PyTorch: min Pearson {c['min_pearson']:.6f}, max abs diff {c['max_abs_diff']:.3e}")
+dec = [r for r in rows if r.get("bench") == "decoder_train"]
+if dec:
+    print("\n| decoder training | model | width | block | batch | images/s | ms/step "
+          "| ms fwd / losses / bwd / rest | facelens/pytorch (images/s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    key = lambda r: (r["width"], r["min_channels"], r["block"], r["batch"])
+    torch = {key(r): r for r in dec if r["impl"] == "pytorch"}
+    fl = {key(r): r for r in dec if r["impl"] == "facelens"}
+    for r in dec:
+        ratio = fl[key(r)]["images_per_s"] / torch[key(r)]["images_per_s"] if key(r) in fl and key(r) in torch else float("nan")
+        phases = " / ".join(f"{r[k]:.0f}" for k in ("ms_decoder_forward", "ms_losses_forward", "ms_backward", "ms_optimizer_and_rest"))
+        print(f"| {r['impl']} | {r['model']} | {r['width']} | {r['block']} | {r['batch']} | {r['images_per_s']:.1f} "
+              f"| {r['ms_per_step']:.0f} | {phases} | {ratio:.2f}x |")
 PYEOF

@@ -45,15 +45,31 @@ fn reconstruct_writes_a_panel_and_scores_identity() {
     ok(&out);
     let panel = image::open(out_dir.join("panel.png")).unwrap();
     assert_eq!((panel.width() > 2 * 112, panel.height() >= 112), (true, true));
-    let scores: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
-    let scores = scores.as_array().unwrap();
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["model"], "w600k_mbf");
+    // SFace judges by default, at its own thresholds.
+    assert_eq!(result["judge"]["model"], "sface");
+    assert!(result["judge"]["thresholds"]["far_0_1pct"].as_f64().unwrap() > result["judge"]["thresholds"]["far_1pct"].as_f64().unwrap());
+    let scores = result["faces"].as_array().unwrap();
     assert_eq!(scores.len(), 2);
     for s in scores {
         let cos = s["identity_cos"].as_f64().unwrap();
         // The model recognises the reconstruction as the same person far above chance (~0).
         assert!(cos > 0.2 && cos <= 1.0, "identity cosine {cos}");
+        // So does a model the decoder never saw, if less surely.
+        let judged = s["judge_identity_cos"].as_f64().unwrap();
+        assert!(judged > 0.1 && judged <= 1.0, "SFace identity cosine {judged}");
         assert!(s["psnr_db"].as_f64().unwrap() > 8.0);
+        assert!(s["face_psnr_luma_db"].as_f64().unwrap() > 8.0);
+        let ssim = s["face_ssim_luma"].as_f64().unwrap();
+        assert!(ssim > 0.0 && ssim < 1.0, "face SSIM {ssim}");
+        assert!(s["checkerboard_ratio"].as_f64().unwrap() > 0.0);
     }
+    // Without a judge the cross-model fields are absent.
+    let plain = tmp.path().join("plain");
+    ok(&facelens(&c, &["reconstruct", &a, "--landmarks", &landmarks(), "--judge", "none", "--out", plain.to_str().unwrap()]));
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(plain.join("result.json")).unwrap()).unwrap();
+    assert!(result.get("judge").is_none() && result["faces"][0].get("judge_identity_cos").is_none());
     assert!(out_dir.join("000_Aaron_Peirsol_0001_reconstruction.png").is_file());
 }
 

@@ -95,6 +95,26 @@ class OnnxMobileFaceNet(nn.Module):
             env[out] = m(*(env[i] for i in ins))
         return env[self.output_name]
 
+    def forward_named(self, x, names, need_output=True):
+        """Runs the graph like forward() and also returns the ONNX tensors named in `names`.
+
+        Returns (embedding, {name: tensor}). With need_output False the walk stops once every
+        requested tensor is computed and the embedding returned is None.
+        """
+        want = set(names)
+        env = {self.input_name: x}
+        got = {}
+        for m, (ins, out) in zip(self.layers, self.wiring):
+            env[out] = m(*(env[i] for i in ins))
+            if out in want:
+                got[out] = env[out]
+                if not need_output and len(got) == len(want):
+                    return None, got
+        missing = want - set(got)
+        if missing:
+            raise KeyError(f"no such tensors in the graph: {sorted(missing)}")
+        return env[self.output_name], got
+
 
 def preprocess(images_u8_nhwc):
     """uint8 [N,H,W,3] RGB -> float32 [N,3,H,W] normalised (x-127.5)/127.5."""

@@ -39,7 +39,7 @@ enum Command {
     /// Train the feature-to-face decoder (configs: experiments/decoder-train/*.toml).
     TrainDecoder(cmd::decoder::TrainDecoderArgs),
     /// Reconstruct faces from their embeddings with a trained decoder (PNG panel + scores).
-    Reconstruct(cmd::decoder::DecoderIoArgs),
+    Reconstruct(cmd::decoder::ReconstructArgs),
     /// Map embedding dimensions to facial regions with a trained decoder (PNG panel + CSV/JSON).
     ProbeRegions(cmd::decoder::ProbeRegionsArgs),
     /// Check a compute device against the CPU: embeddings, FGGB maps, speed (JSON lines).
@@ -48,6 +48,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    facelens_core::alloc::keep_freed_memory();
     let result = open_device(&cli.device).and_then(|device| match cli.command {
         Command::Import(c) => cmd::import::run(c),
         Command::Embed(a) => cmd::embed::run(a, &device),

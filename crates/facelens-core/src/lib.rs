@@ -4,7 +4,9 @@
 //! * [`fs`]: atomic file writes (temp file, fsync, rename, fsync of the folder).
 //! * [`rng`]: the seeded generators whose streams results depend on.
 //! * [`device`]: `--device auto|cpu|cuda|cuda:N`.
+//! * [`alloc`]: allocator settings the binaries apply at start.
 
+pub mod alloc;
 pub mod device;
 pub mod fs;
 pub mod rng;

@@ -90,6 +90,23 @@ const SFACE_STD: [f32; 3] = [128.0; 3];
 /// [`W600K_MBF_LFW_THRESHOLD`] (`facelens eval verify --model sface ...`): 10-fold accuracy
 /// 99.35 ± 0.31 %, EER 0.73 % at 0.3063, TAR 98.9 % at FAR 0.1 %.
 pub const SFACE_LFW_THRESHOLD: f32 = 0.3291;
+/// `sface`'s cosine thresholds at FAR 0.1 % (TAR 98.9 %) and FAR 1 % (TAR 99.3 %) on the same
+/// pairs (`--report`'s `far_thresholds`).
+const SFACE_FAR_0_1PCT: f32 = 0.3426;
+const SFACE_FAR_1PCT: f32 = 0.2929;
+
+/// Cosine thresholds at FAR 0.1 % and 1 % on all 6,000 LFW View-2 pairs (grayscale LFW,
+/// `landmarks.csv` alignment), from `facelens eval verify --model <name> ... --report r.json`
+/// (the ROC's largest threshold whose impostor acceptance is at most the FAR). Used to score a
+/// model's own verification decisions, e.g. when it judges reconstructions of another model's
+/// embeddings.
+pub fn lfw_far_thresholds(name: &str) -> Option<[(&'static str, f32); 2]> {
+    match name {
+        DEFAULT_MODEL => Some([("far_0_1pct", 0.2761), ("far_1pct", 0.1765)]),
+        SFACE_MODEL => Some([("far_0_1pct", SFACE_FAR_0_1PCT), ("far_1pct", SFACE_FAR_1PCT)]),
+        _ => None,
+    }
+}
 
 /// All named models.
 pub fn zoo() -> Vec<ModelSpec> {

@@ -34,8 +34,13 @@ pub const OUTPUT_SIDE: usize = SEED_SIDE << NUM_BLOCKS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpsampleKind {
-    /// Nearest-neighbour x2 then a 3x3 convolution: free of checkerboard artefacts.
+    /// Nearest-neighbour x2 then a 3x3 convolution. Every output pixel of a 2x2 cell starts
+    /// from the same value, so an under-trained decoder shows the cells as a grid.
     NearestConv,
+    /// Bilinear x2 (PyTorch's `align_corners = false`) then a 3x3 convolution: neighbouring
+    /// output pixels interpolate between inputs, leaving no period-2 pattern to unlearn
+    /// (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016).
+    BilinearConv,
     /// A 4x4 stride-2 transposed convolution (slow on candle's CPU backend).
     ConvTranspose,
 }
@@ -265,17 +270,17 @@ impl ConvUnit {
 
 #[derive(Debug, Clone)]
 struct UpBlock {
-    nearest: bool,
+    block: UpsampleKind,
     units: Vec<ConvUnit>,
 }
 
 impl UpBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let mut h = if self.nearest {
-            let (_, _, hh, ww) = xs.dims4()?;
-            xs.upsample_nearest2d(2 * hh, 2 * ww)?
-        } else {
-            xs.clone()
+        let (_, _, hh, ww) = xs.dims4()?;
+        let mut h = match self.block {
+            UpsampleKind::NearestConv => xs.upsample_nearest2d(2 * hh, 2 * ww)?,
+            UpsampleKind::BilinearConv => upsample_bilinear2x(xs)?,
+            UpsampleKind::ConvTranspose => xs.clone(),
         };
         for u in &self.units {
             h = u.forward_t(&h, train)?;
@@ -321,7 +326,7 @@ impl Decoder {
                 )?);
             }
             blocks.push(UpBlock {
-                nearest: config.block == UpsampleKind::NearestConv,
+                block: config.block,
                 units,
             });
             in_c = out_c;
@@ -382,6 +387,24 @@ impl Decoder {
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         self.forward_t(z, false)
     }
+}
+
+/// Bilinear x2 upsampling of `(N, C, H, W)` with PyTorch's `align_corners = false` sampling.
+///
+/// Along each axis that sampling gives output `2i` the weights `(1/4, 3/4)` on inputs `i - 1, i`
+/// and output `2i + 1` the weights `(3/4, 1/4)` on `i, i + 1`, clamped at the borders. That is a
+/// nearest-neighbour x2 followed by the filter `[1, 2, 1] / 4` with edge replication, which is how
+/// it is built here: from ops whose gradients candle computes correctly.
+pub fn upsample_bilinear2x(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = xs.dims4()?;
+    let up = xs.upsample_nearest2d(2 * h, 2 * w)?;
+    let blur = |t: &Tensor, dim: usize| -> candle_core::Result<Tensor> {
+        let n = t.dim(dim)?;
+        let padded = Tensor::cat(&[t.narrow(dim, 0, 1)?, t.clone(), t.narrow(dim, n - 1, 1)?], dim)?;
+        let centre = (padded.narrow(dim, 1, n)? * 2.0)?;
+        ((padded.narrow(dim, 0, n)? + centre)? + padded.narrow(dim, 2, n)?)? * 0.25
+    };
+    blur(&blur(&up, 2)?, 3)
 }
 
 /// A padded 3x3 `Conv2d` through [`conv3x3`] (same parameters, GEMM backward on the CPU).

@@ -31,6 +31,7 @@ pub mod error;
 pub mod eval;
 pub mod losses;
 pub mod metrics;
+pub mod net_loss;
 pub mod probe;
 pub mod run;
 pub mod schedule;

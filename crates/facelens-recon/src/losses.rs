@@ -1,5 +1,6 @@
 //! Training losses of the decoder (docs/design.md §9):
-//! `lambda_pix * L1_masked(x_hat, x) + lambda_id * (1 - cos(l2(f(x_hat)), z)) + lambda_ssim * (1 - SSIM)`.
+//! `lambda_pix * L1_masked(x_hat, x) + lambda_id * (1 - cos(l2(f(x_hat)), z)) + lambda_ssim * (1 - SSIM)
+//!  + lambda_perc * feature matching in f (see [`crate::net_loss`]) + lambda_tv * TV2(x_hat)`.
 //!
 //! The identity term runs the frozen backbone `f` inside candle's autograd. Its weights are plain
 //! tensors (loaded through `VarBuilder::from_tensors`), not `Var`s, so the backward pass only
@@ -18,11 +19,11 @@ use candle_core::{Device, Module, Tensor, D};
 use facelens_models::reverse::Net;
 use facelens_models::zoo::ColourOrder;
 use facelens_models::{FaceModel, ModelSpec};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::l2_normalise_rows;
 use crate::error::Result;
+use crate::net_loss::{net_terms, NetTerms};
 use crate::metrics::{gaussian_kernel, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW};
 
 /// Weights of the loss terms; a zero weight skips the term's computation.
@@ -33,6 +34,12 @@ pub struct LossConfig {
     pub identity: f64,
     /// `1 - SSIM` on the RGB reconstruction (a cheap perceptual term).
     pub ssim: f64,
+    /// Feature matching on the frozen backbone's activations ([`crate::net_loss`]); needs the
+    /// lowered CPU graph (`identity_backend` `auto` or `net` on the CPU).
+    pub perceptual: f64,
+    /// Squared total variation: mean squared difference of vertically and horizontally
+    /// adjacent pixels, a penalty on high frequencies.
+    pub tv: f64,
     pub identity_backend: IdentityBackend,
 }
 
@@ -42,6 +49,8 @@ impl Default for LossConfig {
             pixel: 1.0,
             identity: 1.0,
             ssim: 0.0,
+            perceptual: 0.0,
+            tv: 0.0,
             identity_backend: IdentityBackend::Auto,
         }
     }
@@ -161,67 +170,36 @@ impl FrozenBackbone {
         self.net.is_some()
     }
 
-    /// The identity loss `mean(1 - cos(l2(f(x_hat)), z))` as `(objective, value)`: the
-    /// objective's gradient is the loss's gradient (for the `Net` backend a surrogate whose value
-    /// is meaningless), `value` the loss itself.
-    pub fn identity_objective(
+    /// The terms computed through the backbone, weighted: identity `mean(1 - cos(l2(f(x_hat)),
+    /// z))` and feature matching against the source images `x`. The objective's gradient is the
+    /// weighted terms' gradient (for the `Net` backend a surrogate whose value is meaningless).
+    pub fn backbone_terms(
         &self,
         x_hat: &Tensor,
         z: &Tensor,
-        backend: IdentityBackend,
-    ) -> Result<(Tensor, f64)> {
-        let use_net = match backend {
+        x: &Tensor,
+        cfg: &LossConfig,
+    ) -> Result<NetTerms> {
+        let use_net = match cfg.identity_backend {
             IdentityBackend::Autograd => false,
             IdentityBackend::Net => true,
             IdentityBackend::Auto => self.net.is_some() && x_hat.device().is_cpu(),
         };
+        let need_net = |what: &str| {
+            crate::ReconError::Config(format!(
+                "{what} needs a backbone with a lowered CPU graph (a CPU run with identity_backend auto or net)"
+            ))
+        };
         if !use_net {
+            if cfg.perceptual != 0.0 {
+                return Err(need_net("train.loss.perceptual"));
+            }
             let l = identity_loss(&self.embed(x_hat)?, z)?;
             let v = scalar(&l);
-            return Ok((l, v));
+            return Ok(NetTerms { objective: (l * cfg.identity)?, identity: Some(v), perceptual: None });
         }
-        let net = self.net.as_ref().ok_or_else(|| {
-            crate::ReconError::Config(
-                "identity_backend = \"net\" needs a backbone with a lowered CPU graph".into(),
-            )
-        })?;
-        let (b, c, h, w) = x_hat.dims4()?;
-        let x_model = self.input.apply(&x_hat.detach())?;
-        let pixels: Vec<f32> = x_model.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
-        let targets: Vec<f32> = z.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
-        let d = targets.len() / b.max(1);
-        let per = c * h * w;
-        // Per image: e = f(x), u = e/|e|, cos = u.z, d(1 - cos)/de = -(z - cos u)/|e|, over the batch mean.
-        let results: Vec<(f64, Vec<f32>)> = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let tape = net.tape(&pixels[i * per..(i + 1) * per]);
-                let e = tape.output();
-                let norm = e
-                    .iter()
-                    .map(|v| (*v as f64).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-                    .max(1e-12);
-                let zi = &targets[i * d..(i + 1) * d];
-                let cos: f64 = e
-                    .iter()
-                    .zip(zi)
-                    .map(|(a, t)| *a as f64 / norm * *t as f64)
-                    .sum();
-                let seed: Vec<f32> = e
-                    .iter()
-                    .zip(zi)
-                    .map(|(a, t)| (-(*t as f64 - cos * *a as f64 / norm) / norm / b as f64) as f32)
-                    .collect();
-                (1.0 - cos, net.vjp(&tape, &seed, 1))
-            })
-            .collect();
-        let value = results.iter().map(|r| r.0).sum::<f64>() / b.max(1) as f64;
-        let grad: Vec<f32> = results.into_iter().flat_map(|r| r.1).collect();
-        let g = Tensor::from_vec(grad, (b, c, h, w), x_hat.device())?;
-        let objective = (self.input.apply(x_hat)? * g)?.sum_all()?;
-        Ok((objective, value))
+        let net = self.net.as_ref().ok_or_else(|| need_net("identity_backend = \"net\""))?;
+        net_terms(net, &self.input, x_hat, z, x, cfg.identity, cfg.perceptual)
     }
 
     pub fn embedding_dim(&self) -> usize {
@@ -288,6 +266,15 @@ pub fn ssim_tensor(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok((num / den)?.mean_all()?)
 }
 
+/// Squared total variation of `(N, C, H, W)`: the mean of the squared differences between
+/// vertically adjacent pixels plus the same horizontally.
+pub fn tv_loss(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let dy = (x.narrow(2, 1, h - 1)? - x.narrow(2, 0, h - 1)?)?.sqr()?.mean_all()?;
+    let dx = (x.narrow(3, 1, w - 1)? - x.narrow(3, 0, w - 1)?)?.sqr()?.mean_all()?;
+    Ok((dy + dx)?)
+}
+
 /// `1 - SSIM`.
 pub fn ssim_loss(x_hat: &Tensor, x: &Tensor) -> Result<Tensor> {
     Ok(ssim_tensor(x_hat, x)?.affine(-1.0, 1.0)?)
@@ -296,15 +283,18 @@ pub fn ssim_loss(x_hat: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// The loss of one batch: what to differentiate, and the terms' values for logging.
 #[derive(Debug, Clone)]
 pub struct LossTerms {
-    /// Differentiate this (its value equals `total` except with the `Net` identity backend).
+    /// Differentiate this (its value equals `total` except with the `Net` backend).
     pub objective: Tensor,
     pub total: f64,
     pub pixel: Option<f64>,
     pub identity: Option<f64>,
     pub ssim: Option<f64>,
+    pub perceptual: Option<f64>,
+    pub tv: Option<f64>,
 }
 
-/// Computes the weighted loss. `backbone` is needed only when `cfg.identity > 0`.
+/// Computes the weighted loss. `backbone` is needed only when `cfg.identity` or
+/// `cfg.perceptual` is non-zero.
 pub fn decoder_loss(
     cfg: &LossConfig,
     x_hat: &Tensor,
@@ -320,31 +310,41 @@ pub fn decoder_loss(
         pixel: None,
         identity: None,
         ssim: None,
+        perceptual: None,
+        tv: None,
     };
     if cfg.pixel != 0.0 {
         let l = masked_l1(x_hat, x, mask)?;
         objective = (objective + (&l * cfg.pixel)?)?;
         terms.pixel = Some(scalar(&l));
     }
-    if cfg.identity != 0.0 {
+    if cfg.identity != 0.0 || cfg.perceptual != 0.0 {
         let bb = backbone.ok_or_else(|| {
             crate::ReconError::Config(
-                "the identity loss needs a backbone (set loss.identity = 0 to train without)"
+                "the identity and perceptual losses need a backbone (set train.loss.identity = 0 and train.loss.perceptual = 0 to train without)"
                     .into(),
             )
         })?;
-        let (obj, value) = bb.identity_objective(x_hat, z, cfg.identity_backend)?;
-        objective = (objective + (obj * cfg.identity)?)?;
-        terms.identity = Some(value);
+        let t = bb.backbone_terms(x_hat, z, x, cfg)?;
+        objective = (objective + t.objective)?;
+        terms.identity = t.identity.filter(|_| cfg.identity != 0.0);
+        terms.perceptual = t.perceptual;
     }
     if cfg.ssim != 0.0 {
         let l = ssim_loss(x_hat, x)?;
         objective = (objective + (&l * cfg.ssim)?)?;
         terms.ssim = Some(scalar(&l));
     }
+    if cfg.tv != 0.0 {
+        let l = tv_loss(x_hat)?;
+        objective = (objective + (&l * cfg.tv)?)?;
+        terms.tv = Some(scalar(&l));
+    }
     terms.total = cfg.pixel * terms.pixel.unwrap_or(0.0)
         + cfg.identity * terms.identity.unwrap_or(0.0)
-        + cfg.ssim * terms.ssim.unwrap_or(0.0);
+        + cfg.ssim * terms.ssim.unwrap_or(0.0)
+        + cfg.perceptual * terms.perceptual.unwrap_or(0.0)
+        + cfg.tv * terms.tv.unwrap_or(0.0);
     terms.objective = objective;
     Ok(terms)
 }

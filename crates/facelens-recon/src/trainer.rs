@@ -89,12 +89,18 @@ impl TrainConfig {
         count("train.nan_patience", self.nan_patience, 1, 1000)?;
         self.adamw.validate()?;
         let l = &self.loss;
-        for (key, v) in [("train.loss.pixel", l.pixel), ("train.loss.identity", l.identity), ("train.loss.ssim", l.ssim)] {
+        for (key, v) in [
+            ("train.loss.pixel", l.pixel),
+            ("train.loss.identity", l.identity),
+            ("train.loss.ssim", l.ssim),
+            ("train.loss.perceptual", l.perceptual),
+            ("train.loss.tv", l.tv),
+        ] {
             non_negative(key, v)?;
         }
-        if l.pixel + l.identity + l.ssim == 0.0 {
+        if l.pixel + l.identity + l.ssim + l.perceptual == 0.0 {
             return Err(ReconError::Config(
-                "train.loss.pixel, train.loss.identity and train.loss.ssim are all 0: nothing to train".into(),
+                "train.loss.pixel, train.loss.identity, train.loss.ssim and train.loss.perceptual are all 0: nothing to train".into(),
             ));
         }
         Ok(())
@@ -133,6 +139,8 @@ pub struct StepReport {
     pub pixel: Option<f64>,
     pub identity: Option<f64>,
     pub ssim: Option<f64>,
+    pub perceptual: Option<f64>,
+    pub tv: Option<f64>,
     pub grad_norm: Option<f64>,
     pub clipped: bool,
     pub outcome: StepOutcome,
@@ -184,9 +192,9 @@ impl Trainer {
     ) -> Result<Self> {
         decoder_config.validate()?;
         config.validate()?;
-        if config.loss.identity != 0.0 && backbone.is_none() {
+        if (config.loss.identity != 0.0 || config.loss.perceptual != 0.0) && backbone.is_none() {
             return Err(ReconError::Config(
-                "loss.identity > 0 needs a backbone".into(),
+                "train.loss.identity > 0 and train.loss.perceptual > 0 need a backbone".into(),
             ));
         }
         if let Some(bb) = &backbone {
@@ -401,6 +409,8 @@ impl Trainer {
             pixel: terms.pixel,
             identity: terms.identity,
             ssim: terms.ssim,
+            perceptual: terms.perceptual,
+            tv: terms.tv,
             grad_norm: None,
             clipped: false,
             outcome: StepOutcome::Updated,

@@ -60,6 +60,7 @@ fn net_and_autograd_identity_backends_give_the_same_loss_and_decoder_gradients()
             identity: 1.0,
             ssim: 0.0,
             identity_backend: backend,
+            ..LossConfig::default()
         };
         let x_hat = dec.forward_t(&z, false).unwrap();
         let t = decoder_loss(&cfg, &x_hat, &x, &mask, &z, Some(&bb)).unwrap();
@@ -176,9 +177,15 @@ fn evaluation_scores_reconstructions_against_source_and_partner() {
             value: 1.01,
         },
     ];
-    let ev = evaluate(&dec, &model, &faces, &th, 8).unwrap();
+    // The model judging itself: its cross-model scores equal its own.
+    let judge = facelens_recon::eval::Judge { model: &model, thresholds: th.clone() };
+    let ev = evaluate(&dec, &model, &faces, &th, 8, Some(&judge)).unwrap();
     let m = &ev.metrics;
     assert_eq!((m.faces, ev.reconstructions.len()), (3, 3));
+    let c = m.cross_model.as_ref().expect("judged");
+    assert!((c.identity_cos_mean - m.identity_cos_mean).abs() < 1e-6);
+    assert_eq!((&c.type1_success, &c.pair_success), (&m.type1_success, &m.pair_success));
+    assert!(m.face_psnr_luma_mean > 0.0 && m.face_ssim_luma_mean < 0.9 && m.checkerboard_ratio_mean > 0.0);
     assert_eq!(m.type1_success["low"], 1.0);
     assert_eq!(m.type1_success["high"], 0.0);
     assert_eq!(m.pair_success["low"], 1.0);

@@ -26,6 +26,19 @@ fn metrics() -> ReconMetrics {
         thresholds: BTreeMap::from([("far_0_1pct".into(), 0.2761), ("far_1pct".into(), 0.1765)]),
         psnr_mean: 12.5,
         ssim_mean: 0.25,
+        face_psnr_luma_mean: 14.0,
+        face_ssim_luma_mean: 0.4,
+        checkerboard_ratio_mean: 1.5,
+        cross_model: Some(facelens_recon::eval::CrossModelMetrics {
+            model: "sface".into(),
+            identity_cos_mean: 0.6,
+            identity_cos_std: 0.1,
+            other_cos_mean: 0.4,
+            type1_success: rates(0.5, 0.75),
+            type2_success: rates(0.25, 0.5),
+            pair_success: rates(0.75, 1.0),
+            thresholds: BTreeMap::from([("far_0_1pct".into(), 0.4), ("far_1pct".into(), 0.3)]),
+        }),
     }
 }
 
@@ -98,7 +111,8 @@ fn ablation_table_has_one_line_per_variant() {
     let csv = ablation_csv(&rows);
     assert_eq!(
         csv.lines().next().unwrap(),
-        "variant,identity_cos,psnr_db,ssim,faces,img_per_s,train_seconds,type1_far_0_1pct,type2_far_0_1pct,type1_far_1pct,type2_far_1pct"
+        "variant,identity_cos,psnr_db,ssim,faces,img_per_s,train_seconds,type1_far_0_1pct,type2_far_0_1pct,type1_far_1pct,type2_far_1pct,\
+         face_psnr_luma,face_ssim_luma,checkerboard_ratio,judge,judge_identity_cos,judge_type1_far_0_1pct,judge_type1_far_1pct"
     );
     assert_eq!(csv.lines().count(), 3);
 }

@@ -79,6 +79,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    facelens_core::alloc::keep_freed_memory();
     match cli.command {
         Some(Command::Probe { run, checkpoint, faces, out, device }) => {
             probe(&run, checkpoint.as_deref(), faces, out.as_deref(), device.as_deref())

@@ -74,6 +74,7 @@ struct Results<'a> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    facelens_core::alloc::keep_freed_memory();
     let resolved = facelens_board::config::load::<Config, _, _>(&cli.config, cli.set.iter().map(String::as_str))
         .with_context(|| format!("reading config {}", cli.config.display()))?;
     let cfg = resolved.value;

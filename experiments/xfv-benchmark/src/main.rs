@@ -56,6 +56,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    facelens_core::alloc::keep_freed_memory();
     if let Some(Command::Merge { shards, out }) = cli.command {
         let (run, results) = shards::merge(&shards, &out)?;
         println!("{}", results.markdown());

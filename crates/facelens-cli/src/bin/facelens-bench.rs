@@ -82,6 +82,7 @@ fn read_pairs(path: &PathBuf, model: &FaceModel) -> Result<Vec<(Vec<f32>, Vec<f3
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    facelens_core::alloc::keep_freed_memory();
     let model = FaceModel::load(&cli.model, &Device::Cpu)?;
     let threads = rayon::current_num_threads();
     match cli.cmd {

@@ -183,7 +183,7 @@ fn training(a: &CheckDeviceArgs, faces: &[Vec<u8>], model: &FaceModel, name: &st
     let cfg = loaded.config;
     let mut decoder = cfg.decoder.clone();
     decoder.embedding_dim = model.spec.embedding_dim;
-    let backbone = (cfg.train.loss.identity != 0.0).then(|| facelens_recon::FrozenBackbone::from_model(model));
+    let backbone = (cfg.train.loss.identity != 0.0 || cfg.train.loss.perceptual != 0.0).then(|| facelens_recon::FrozenBackbone::from_model(model));
     let mut trainer = facelens_recon::Trainer::new(decoder, cfg.train.clone(), backbone, &model.device)?;
     let n = cfg.train.batch_size;
     let crops: Vec<&[u8]> = faces.iter().cycle().take(n).map(Vec::as_slice).collect();

@@ -58,6 +58,17 @@ pub struct DecoderIoArgs {
 }
 
 #[derive(Args)]
+pub struct ReconstructArgs {
+    #[command(flatten)]
+    pub io: DecoderIoArgs,
+    /// A second zoo model that judges whether each reconstruction still shows its source's
+    /// identity, at its own LFW thresholds for FAR 0.1 % and 1 % (`none` to skip). The decoder
+    /// was trained against `--model`, whose own score is therefore optimistic.
+    #[arg(long, default_value = "sface")]
+    pub judge: String,
+}
+
+#[derive(Args)]
 pub struct ProbeRegionsArgs {
     #[command(flatten)]
     pub io: DecoderIoArgs,
@@ -122,6 +133,7 @@ impl TrainObserver for Console {
 
 struct Loaded {
     decoder: facelens_recon::Decoder,
+    decoder_path: PathBuf,
     model: facelens_models::FaceModel,
     names: Vec<String>,
     crops: Vec<image::RgbImage>,
@@ -179,7 +191,7 @@ fn load(a: &DecoderIoArgs, device: &Device) -> Result<Loaded> {
     let crops = a.images.iter().map(|p| loader.load(p)).collect::<Result<Vec<_>>>()?;
     let names = a.images.iter().map(|p| p.display().to_string()).collect();
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    Ok(Loaded { decoder, model, names, crops })
+    Ok(Loaded { decoder, decoder_path: path, model, names, crops })
 }
 
 fn embed_normalised(model: &facelens_models::FaceModel, crops: &[image::RgbImage], batch: usize) -> Result<Vec<Vec<f32>>> {
@@ -194,28 +206,89 @@ struct ReconScore {
     identity_cos: f32,
     psnr_db: f64,
     ssim: f64,
+    /// Luminance PSNR and SSIM inside the face ellipse of the aligned crop.
+    face_psnr_luma_db: f64,
+    face_ssim_luma: f64,
+    /// Period-2 spectral share of the reconstruction over its source's.
+    checkerboard_ratio: f64,
+    /// The judge model's `cos(g(D(z)), g(x))`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    judge_identity_cos: Option<f32>,
+    /// Threshold name -> whether the judge verifies the reconstruction against its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    judge_type1: Option<std::collections::BTreeMap<String, bool>>,
 }
 
-pub fn reconstruct_cmd(a: DecoderIoArgs, device: &Device) -> Result<()> {
+#[derive(serde::Serialize)]
+struct ReconResult {
+    model: String,
+    decoder: String,
+    /// The judge model and its thresholds (absent with `--judge none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    judge: Option<JudgeInfo>,
+    faces: Vec<ReconScore>,
+}
+
+#[derive(serde::Serialize)]
+struct JudgeInfo {
+    model: String,
+    thresholds: std::collections::BTreeMap<String, f32>,
+}
+
+pub fn reconstruct_cmd(a: ReconstructArgs, device: &Device) -> Result<()> {
+    let judge = match a.judge.as_str() {
+        "none" => None,
+        name => {
+            let thresholds = facelens_models::zoo::lfw_far_thresholds(name)
+                .with_context(|| format!("--judge {name}: no LFW thresholds are known for it (sface, w600k_mbf or none)"))?;
+            let model = super::load_model(name, device).with_context(|| format!("--judge {name} (pass --judge none to skip the cross-model score)"))?;
+            Some((model, thresholds))
+        }
+    };
+    let a = a.io;
     let l = load(&a, device)?;
     let z = embed_normalised(&l.model, &l.crops, a.batch)?;
     let recons = reconstruct(&l.decoder, &z, a.batch, device)?;
     let zr = embed_normalised(&l.model, &recons, a.batch)?;
+    let judged = match &judge {
+        Some((m, _)) => Some((embed_normalised(m, &l.crops, a.batch)?, embed_normalised(m, &recons, a.batch)?)),
+        None => None,
+    };
     let mut scores = Vec::with_capacity(recons.len());
     for (i, r) in recons.iter().enumerate() {
         let stem = Path::new(&l.names[i]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("face{i}"));
         write_png(&a.out.join(format!("{i:03}_{stem}_reconstruction.png")), r)?;
+        let (psnr_db, ssim, face_psnr_luma_db, face_ssim_luma, checkerboard_ratio) = facelens_recon::eval::picture_scores(r, &l.crops[i]);
+        let judge_cos = judged.as_ref().map(|(g, gr)| cosine(&g[i], &gr[i]));
         scores.push(ReconScore {
             image: l.names[i].clone(),
             identity_cos: cosine(&z[i], &zr[i]),
-            psnr_db: facelens_recon::metrics::psnr(r.as_raw(), l.crops[i].as_raw()),
-            ssim: facelens_recon::metrics::ssim_rgb(r, &l.crops[i]),
+            psnr_db,
+            ssim,
+            face_psnr_luma_db,
+            face_ssim_luma,
+            checkerboard_ratio,
+            judge_identity_cos: judge_cos,
+            judge_type1: judge.as_ref().zip(judge_cos).map(|((_, th), c)| th.iter().map(|(n, t)| (n.to_string(), c >= *t)).collect()),
         });
     }
     write_png(&a.out.join("panel.png"), &pair_grid(&l.crops, &recons, 4))?;
-    write_json(&a.out.join("result.json"), &scores)?;
-    for s in &scores {
-        println!("{}  identity cos {:.4}  PSNR {:.2} dB  SSIM {:.4}", s.image, s.identity_cos, s.psnr_db, s.ssim);
+    let result = ReconResult {
+        model: l.model.spec.name.clone(),
+        decoder: l.decoder_path.display().to_string(),
+        judge: judge.as_ref().map(|(m, th)| JudgeInfo { model: m.spec.name.clone(), thresholds: th.iter().map(|(n, t)| (n.to_string(), *t)).collect() }),
+        faces: scores,
+    };
+    write_json(&a.out.join("result.json"), &result)?;
+    for s in &result.faces {
+        let judged = match (&result.judge, s.judge_identity_cos) {
+            (Some(j), Some(c)) => format!("  {} cos {c:.4}", j.model),
+            _ => String::new(),
+        };
+        println!(
+            "{}  identity cos {:.4}{judged}  PSNR {:.2} dB  SSIM {:.4}  face luma PSNR {:.2} dB  SSIM {:.4}  checkerboard {:.2}",
+            s.image, s.identity_cos, s.psnr_db, s.ssim, s.face_psnr_luma_db, s.face_ssim_luma, s.checkerboard_ratio
+        );
     }
     eprintln!("wrote {}", a.out.join("panel.png").display());
     Ok(())

@@ -297,6 +297,23 @@ impl Net {
     /// sweep can end there with the gradient complete. It is the partial derivative with
     /// the other buffers held fixed: a residual skip around `target` is not part of it.
     pub fn vjp_to(&self, tape: &Tape, seeds: &[f32], r: usize, target: usize) -> Vec<f32> {
+        self.reverse(tape, seeds, r, target, &[])
+    }
+
+    /// One input gradient `[C][H][W]` of a loss that depends on the output *and* on
+    /// intermediate activations of the taped image: `seeds` is `dL/d(output)` (`[D]`) and each
+    /// `(buffer, g)` of `inner` adds `dL/d(buffer) = g` (`[C][H][W]`, the layout of
+    /// [`Net::activation`]) where the reverse sweep passes that buffer. Feature-matching
+    /// (perceptual) losses on a frozen backbone need exactly this. Panics when a `g` does not
+    /// have its buffer's size.
+    pub fn vjp_with_inner(&self, tape: &Tape, seeds: &[f32], inner: &[(usize, &[f32])]) -> Vec<f32> {
+        for (b, g) in inner {
+            assert_eq!(g.len(), self.shapes[*b].numel(), "vjp_with_inner: seed for buffer {b} has the wrong size");
+        }
+        self.reverse(tape, seeds, 1, 0, inner)
+    }
+
+    fn reverse(&self, tape: &Tape, seeds: &[f32], r: usize, target: usize, inner: &[(usize, &[f32])]) -> Vec<f32> {
         self.passes.add(0, r);
         let mut guard = tape.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let ws = &mut *guard;
@@ -311,6 +328,14 @@ impl Net {
             }
         }
         grads[n - 1] = Some(gout);
+        // With r = 1 the `[C][P][r]` layout of a gradient is the tape's `[C][P]`. A buffer's
+        // gradient is complete once every op reading it has run, and those all come later in
+        // the graph: seeding it before the sweep and accumulating into it is exact.
+        for (b, g) in inner {
+            let mut acc = ws.take(g.len());
+            acc.copy_from_slice(g);
+            accumulate(&mut grads[*b], acc, ws);
+        }
         for (i, op) in self.ops.iter().enumerate().skip(target).rev() {
             let Some(gy) = grads[i + 1].take() else { continue };
             match op {

@@ -76,6 +76,15 @@ pub struct AblationRow {
     pub faces: u64,
     pub img_per_s: f64,
     pub train_seconds: f64,
+    #[serde(default)]
+    pub face_psnr_luma: f64,
+    #[serde(default)]
+    pub face_ssim_luma: f64,
+    #[serde(default)]
+    pub checkerboard_ratio: f64,
+    /// The judge model's name, identity cosine and type-I rates (absent without a judge).
+    #[serde(default)]
+    pub judge: Option<(String, f64, Vec<(String, f64)>)>,
 }
 
 impl AblationRow {
@@ -95,6 +104,10 @@ impl AblationRow {
             faces: r.eval.faces as u64,
             img_per_s: r.images_per_second_this_process,
             train_seconds: r.train_seconds_this_process,
+            face_psnr_luma: r.eval.face_psnr_luma_mean,
+            face_ssim_luma: r.eval.face_ssim_luma_mean,
+            checkerboard_ratio: r.eval.checkerboard_ratio_mean,
+            judge: r.eval.cross_model.as_ref().map(|c| (c.model.clone(), c.identity_cos_mean, rates(&c.type1_success))),
         }
     }
 }
@@ -116,17 +129,26 @@ fn pct(rates: &[(String, f64)]) -> String {
 /// The table as markdown (header, separator, one line per row).
 pub fn ablation_markdown(rows: &[AblationRow]) -> String {
     let mut s = String::from(
-        "| variant | identity cos | type I success | type II success | PSNR (dB) | SSIM | LFW faces | img/s | train s |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| variant | identity cos | type I success | type II success | PSNR (dB) | SSIM | face luma PSNR (dB) | face luma SSIM | checkerboard | judge cos | judge type I | LFW faces | img/s | train s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
+        let (judge_cos, judge_t1) = match &r.judge {
+            Some((m, c, t1)) => (format!("{m} {c:.4}"), pct(t1)),
+            None => ("–".into(), "–".into()),
+        };
         s.push_str(&format!(
-            "| {} | {:.4} | {} | {} | {:.2} | {:.4} | {} | {:.1} | {:.0} |\n",
+            "| {} | {:.4} | {} | {} | {:.2} | {:.4} | {:.2} | {:.4} | {:.2} | {} | {} | {} | {:.1} | {:.0} |\n",
             r.variant,
             r.identity_cos,
             pct(&r.type1),
             pct(&r.type2),
             r.psnr_db,
             r.ssim,
+            r.face_psnr_luma,
+            r.face_ssim_luma,
+            r.checkerboard_ratio,
+            judge_cos,
+            judge_t1,
             r.faces,
             r.img_per_s,
             r.train_seconds
@@ -144,6 +166,10 @@ pub fn ablation_csv(rows: &[AblationRow]) -> String {
     let mut s = String::from("variant,identity_cos,psnr_db,ssim,faces,img_per_s,train_seconds");
     for n in &names {
         s.push_str(&format!(",type1_{n},type2_{n}"));
+    }
+    s.push_str(",face_psnr_luma,face_ssim_luma,checkerboard_ratio,judge,judge_identity_cos");
+    for n in &names {
+        s.push_str(&format!(",judge_type1_{n}"));
     }
     s.push('\n');
     for r in rows {
@@ -166,6 +192,18 @@ pub fn ablation_csv(rows: &[AblationRow]) -> String {
             };
             s.push_str(&format!(",{:.6},{:.6}", get(&r.type1), get(&r.type2)));
         }
+        let (judge, judge_cos, judge_t1) = match &r.judge {
+            Some((m, c, t1)) => (m.as_str(), *c, t1.as_slice()),
+            None => ("", f64::NAN, &[][..]),
+        };
+        s.push_str(&format!(
+            ",{:.4},{:.6},{:.4},{judge},{judge_cos:.6}",
+            r.face_psnr_luma, r.face_ssim_luma, r.checkerboard_ratio
+        ));
+        for n in &names {
+            let v = judge_t1.iter().find(|(k, _)| k == n).map(|(_, x)| *x).unwrap_or(f64::NAN);
+            s.push_str(&format!(",{v:.6}"));
+        }
         s.push('\n');
     }
     s
@@ -181,6 +219,12 @@ pub fn log_ablation(tb: &mut SummaryWriter, rows: &[AblationRow], table: &str) -
         tb.add_scalar("ablation/identity_cos", r.identity_cos, step)?;
         tb.add_scalar("ablation/psnr_db", r.psnr_db, step)?;
         tb.add_scalar("ablation/ssim", r.ssim, step)?;
+        tb.add_scalar("ablation/face_psnr_luma", r.face_psnr_luma, step)?;
+        tb.add_scalar("ablation/face_ssim_luma", r.face_ssim_luma, step)?;
+        tb.add_scalar("ablation/checkerboard_ratio", r.checkerboard_ratio, step)?;
+        if let Some((m, c, _)) = &r.judge {
+            tb.add_scalar(&format!("ablation/{m}/identity_cos"), *c, step)?;
+        }
         for (k, v) in &r.type1 {
             tb.add_scalar(&format!("ablation/type1_success/{k}"), *v, step)?;
         }

@@ -77,6 +77,10 @@ pub struct EvalConfig {
     pub batch: usize,
     /// Named cosine thresholds, e.g. the LFW thresholds at FAR 0.1 % and 1 %.
     pub thresholds: BTreeMap<String, f32>,
+    /// A second zoo model that judges the reconstructions at its own LFW thresholds for FAR
+    /// 0.1 % and 1 % (`facelens_models::zoo::lfw_far_thresholds`); "" = none.
+    #[serde(default)]
+    pub judge: String,
 }
 
 impl EvalConfig {
@@ -89,6 +93,21 @@ impl EvalConfig {
                 value: *value,
             })
             .collect()
+    }
+
+    /// The judge model's name and thresholds, when one is configured.
+    pub fn judge_thresholds(&self) -> Result<Option<(String, Vec<NamedThreshold>)>> {
+        if self.judge.is_empty() {
+            return Ok(None);
+        }
+        let known = facelens_models::zoo::lfw_far_thresholds(&self.judge).ok_or_else(|| {
+            ReconError::Config(format!(
+                "eval.judge = \"{}\": no LFW thresholds are known for it (known: sface, w600k_mbf)",
+                self.judge
+            ))
+        })?;
+        let named = known.iter().map(|(name, value)| NamedThreshold { name: name.to_string(), value: *value }).collect();
+        Ok(Some((self.judge.clone(), named)))
     }
 }
 

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::checkpoint::save_decoder;
 use crate::error::Result;
-use crate::eval::{evaluate, pair_grid};
+use crate::eval::{evaluate, pair_grid, Judge, ReconMetrics};
+use crate::run::config::EvalConfig;
+use facelens_board::SummaryWriter;
+use facelens_models::FaceModel;
 
 use super::observer::{Phase, RunMessage, TrainObserver};
 use super::probe::{probe_faces, split_faces};
@@ -28,24 +31,19 @@ impl Session {
         let cfg = &self.cfg;
         let thresholds = cfg.eval.named_thresholds();
         let eval_faces = &self.faces[..cfg.eval.faces.min(self.faces.len())];
+        let judge_model = open_judge(&cfg.eval, self.model.device.clone())?;
+        let judge = judge_model.as_ref().map(|(model, thresholds)| Judge { model, thresholds: thresholds.clone() });
         let evaluation = evaluate(
             self.trainer.decoder(),
             &self.model,
             eval_faces,
             &thresholds,
             cfg.eval.batch,
+            judge.as_ref(),
         )?;
         let m = &evaluation.metrics;
         let (tb, at) = (&mut self.tb, total as i64);
-        tb.add_scalar("eval/identity_cos", m.identity_cos_mean, at)?;
-        tb.add_scalar("eval/psnr", m.psnr_mean, at)?;
-        tb.add_scalar("eval/ssim", m.ssim_mean, at)?;
-        for (name, rate) in &m.type1_success {
-            tb.add_scalar(&format!("eval/type1_success/{name}"), *rate, at)?;
-        }
-        for (name, rate) in &m.type2_success {
-            tb.add_scalar(&format!("eval/type2_success/{name}"), *rate, at)?;
-        }
+        log_metrics(tb, m, at)?;
         let inputs: Vec<_> = eval_faces.iter().map(|f| f.source.clone()).collect();
         let grid = pair_grid(&inputs, &evaluation.reconstructions, 5);
         write_png(&self.run_path.join("reconstructions.png"), &grid)?;
@@ -99,4 +97,41 @@ impl Session {
         obs.on_finish(&results);
         Ok(results)
     }
+}
+
+/// Loads the configured judge model (if any) with its thresholds.
+pub(crate) fn open_judge(
+    eval: &EvalConfig,
+    device: candle_core::Device,
+) -> Result<Option<(FaceModel, Vec<crate::eval::NamedThreshold>)>> {
+    match eval.judge_thresholds()? {
+        Some((name, thresholds)) => Ok(Some((FaceModel::load(&name, &device)?, thresholds))),
+        None => Ok(None),
+    }
+}
+
+/// The evaluation's scalars under `eval/` (cross-model ones under `eval/<judge>/`).
+fn log_metrics(tb: &mut SummaryWriter, m: &ReconMetrics, at: i64) -> Result<()> {
+    tb.add_scalar("eval/identity_cos", m.identity_cos_mean, at)?;
+    tb.add_scalar("eval/psnr", m.psnr_mean, at)?;
+    tb.add_scalar("eval/ssim", m.ssim_mean, at)?;
+    tb.add_scalar("eval/face_psnr_luma", m.face_psnr_luma_mean, at)?;
+    tb.add_scalar("eval/face_ssim_luma", m.face_ssim_luma_mean, at)?;
+    tb.add_scalar("eval/checkerboard_ratio", m.checkerboard_ratio_mean, at)?;
+    for (name, rate) in &m.type1_success {
+        tb.add_scalar(&format!("eval/type1_success/{name}"), *rate, at)?;
+    }
+    for (name, rate) in &m.type2_success {
+        tb.add_scalar(&format!("eval/type2_success/{name}"), *rate, at)?;
+    }
+    if let Some(c) = &m.cross_model {
+        tb.add_scalar(&format!("eval/{}/identity_cos", c.model), c.identity_cos_mean, at)?;
+        for (name, rate) in &c.type1_success {
+            tb.add_scalar(&format!("eval/{}/type1_success/{name}", c.model), *rate, at)?;
+        }
+        for (name, rate) in &c.type2_success {
+            tb.add_scalar(&format!("eval/{}/type2_success/{name}", c.model), *rate, at)?;
+        }
+    }
+    Ok(())
 }

@@ -115,14 +115,24 @@ impl TrainObserver for () {}
 
 /// The one-line summary of an evaluation that binaries print.
 pub fn metrics_line(m: &ReconMetrics) -> String {
-    format!(
-        "identity cos {:.4} ± {:.4} | PSNR {:.2} dB | SSIM {:.4} | type I {:?} | type II {:?} ({} LFW faces)",
+    let mut line = format!(
+        "identity cos {:.4} ± {:.4} | PSNR {:.2} dB | SSIM {:.4} | face luma PSNR {:.2} dB, SSIM {:.4} | checkerboard {:.2} | type I {:?} | type II {:?} ({} LFW faces)",
         m.identity_cos_mean,
         m.identity_cos_std,
         m.psnr_mean,
         m.ssim_mean,
+        m.face_psnr_luma_mean,
+        m.face_ssim_luma_mean,
+        m.checkerboard_ratio_mean,
         m.type1_success,
         m.type2_success,
         m.faces
-    )
+    );
+    if let Some(c) = &m.cross_model {
+        line.push_str(&format!(
+            "\n{}: identity cos {:.4} ± {:.4} (other people {:.4}) | type I {:?} | type II {:?}",
+            c.model, c.identity_cos_mean, c.identity_cos_std, c.other_cos_mean, c.type1_success, c.type2_success
+        ));
+    }
+    line
 }

@@ -53,12 +53,15 @@ pub fn evaluate_saved(
 ) -> Result<SavedEval> {
     let decoder = load_decoder(weights, device)?;
     let model = FaceModel::load(&cfg.model, device)?;
+    let judge_model = super::finish::open_judge(&cfg.eval, device.clone())?;
+    let judge = judge_model.as_ref().map(|(model, thresholds)| crate::eval::Judge { model, thresholds: thresholds.clone() });
     let ev = evaluate(
         &decoder,
         &model,
         faces,
         &cfg.eval.named_thresholds(),
         cfg.eval.batch,
+        judge.as_ref(),
     )?;
     let report = EvalReport {
         weights: weights.to_path_buf(),

@@ -73,7 +73,7 @@ pub(crate) struct LossLog {
 
 impl LossLog {
     pub(crate) fn open(path: &Path, resume_step: u64) -> Result<Self> {
-        let header = "step,loss,pixel,identity,ssim,lr,grad_norm,outcome\n";
+        let header = "step,loss,pixel,identity,ssim,perceptual,tv,lr,grad_norm,outcome\n";
         let mut kept = header.to_string();
         if let Ok(text) = facelens_core::fs::read_to_string(path) {
             let covered = text.lines().skip(1).filter(|l| {
@@ -107,12 +107,14 @@ impl LossLog {
         };
         writeln!(
             self.file,
-            "{},{:.9e},{},{},{},{:.9e},{},{}",
+            "{},{:.9e},{},{},{},{},{},{:.9e},{},{}",
             r.step,
             r.loss,
             opt(r.pixel),
             opt(r.identity),
             opt(r.ssim),
+            opt(r.perceptual),
+            opt(r.tv),
             r.lr,
             opt(r.grad_norm),
             outcome

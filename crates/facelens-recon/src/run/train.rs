@@ -266,6 +266,8 @@ impl Session {
                 ("train/pixel_l1", report.pixel),
                 ("train/identity", report.identity),
                 ("train/ssim", report.ssim),
+                ("train/perceptual", report.perceptual),
+                ("train/tv", report.tv),
             ] {
                 if let Some(v) = v {
                     tb.add_scalar(tag, v, s)?;
