@@ -85,7 +85,7 @@ done
 FACES="$ROOT/../shared/models/w600k_mbf.reference.safetensors"
 [[ -f "$FACES" ]] || { echo "build-cuda: $FACES missing (../shared)" >&2; exit 1; }
 cp "$FACES" "$DIST/faces.safetensors"
-cp "$ROOT/experiments/decoder-train/default.toml" "$DIST/decoder-train.toml"
+cp "$ROOT/experiments/decoder-train/gpu.toml" "$DIST/decoder-train.toml"
 cat > "$DIST/run" <<'EOF'
 #!/usr/bin/env bash
 # Runs a bundled binary with the CUDA libraries it needs: libcuda from the driver, libcudart

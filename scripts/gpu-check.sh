@@ -3,7 +3,7 @@
 # line per figure (`facelens check-device`): CUDA vs CPU embeddings of aligned faces (min cosine),
 # FGGB maps of the CUDA engine vs the CPU engine (Pearson r), FGGB seconds per pair, embedding
 # images/s at batch 1, 32 and 256, and decoder training images/s of experiments/decoder-train/
-# default.toml over 60 s. Under 5 minutes on an H100/H200.
+# gpu.toml over 60 s. Under 5 minutes on an H100/H200.
 #
 #   ./gpu-check.sh                  # in the unpacked dist/facelens-cuda (scripts/build-cuda.sh)
 #   bash scripts/gpu-check.sh --cpu # here: the same checks with the device engine on the CPU
@@ -15,7 +15,7 @@
 # (batch 256 through candle's CPU convolutions needs more memory than a CI machine has).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DEVICE=cuda PAIRS=3 TRAIN=60 THROUGHPUT=3 MODEL=w600k_mbf TRAIN_CONFIG=default.toml BATCHES=1,32,256
+DEVICE=cuda PAIRS=3 TRAIN=60 THROUGHPUT=3 MODEL=w600k_mbf TRAIN_CONFIG=gpu.toml BATCHES=1,32,256
 while (($#)); do
     case "$1" in
         --cpu) DEVICE=cpu PAIRS=1 TRAIN=5 THROUGHPUT=1 MODEL=sface TRAIN_CONFIG=ci.toml BATCHES=1,32 ;;

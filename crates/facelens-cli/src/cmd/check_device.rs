@@ -40,7 +40,7 @@ pub struct CheckDeviceArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,32,256")]
     pub batches: Vec<usize>,
     /// decoder-train config whose decoder and training settings are timed.
-    #[arg(long, default_value = "experiments/decoder-train/default.toml")]
+    #[arg(long, default_value = "experiments/decoder-train/gpu.toml")]
     pub train_config: PathBuf,
     /// Seconds of decoder training to time (0 skips it).
     #[arg(long, default_value_t = 60.0)]

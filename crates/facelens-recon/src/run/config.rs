@@ -1,5 +1,5 @@
 //! The decoder training run's TOML config (`experiments/decoder-train/*.toml`). Every tunable key
-//! is spelled out in `ci.toml` and `default.toml`, so `--set key=value` can override any of them
+//! is spelled out in `ci.toml` and `gpu.toml`, so `--set key=value` can override any of them
 //! (facelens-board refuses keys that are not in the base config, catching typos).
 
 use std::collections::BTreeMap;
@@ -46,6 +46,10 @@ pub struct DataConfig {
     pub prefetch: usize,
     /// Crops per backbone pass when embedding the training set once.
     pub embed_batch: usize,
+    /// A run directory (or its `embeddings.safetensors`) whose cached embeddings are reused when
+    /// they come from exactly these crops and this model; "" = compute them.
+    #[serde(default)]
+    pub embeddings_from: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

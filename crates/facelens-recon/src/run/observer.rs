@@ -130,7 +130,7 @@ pub fn metrics_line(m: &ReconMetrics) -> String {
     );
     if let Some(c) = &m.cross_model {
         line.push_str(&format!(
-            "\n{}: identity cos {:.4} ± {:.4} (other people {:.4}) | type I {:?} | type II {:?}",
+            "\n{}: identity cos {:.4} ± {:.4} (against another image of the person {:.4}) | type I {:?} | type II {:?}",
             c.model, c.identity_cos_mean, c.identity_cos_std, c.other_cos_mean, c.type1_success, c.type2_success
         ));
     }

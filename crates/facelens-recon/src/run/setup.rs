@@ -32,17 +32,20 @@ pub(crate) enum Cached {
     Missing,
 }
 
-/// Embeddings cached at `path` if they were computed from exactly these crops (a resumed run).
+/// Embeddings cached at `path` if they were computed from exactly these crops by `model`.
 pub(crate) fn cached_embeddings(
     path: &Path,
     source: &dyn CropSource,
     need_grey: bool,
+    model: &str,
 ) -> Result<Cached> {
     if !path.is_file() {
         return Ok(Cached::Missing);
     }
     let t = EmbeddingTable::load(path)?;
-    let same = t.len() == source.len() && (0..source.len()).all(|i| t.names[i] == source.name(i));
+    let same = t.model == model
+        && t.len() == source.len()
+        && (0..source.len()).all(|i| t.names[i] == source.name(i));
     Ok(if same && (!need_grey || t.grey.is_some()) {
         Cached::Hit(t)
     } else {

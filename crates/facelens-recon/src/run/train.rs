@@ -193,7 +193,9 @@ pub fn train(
     Ok(Outcome { run_dir, completed })
 }
 
-/// Embeddings of the training crops: reused from the run directory when present (resume).
+/// Embeddings of the training crops: reused from the run directory when present (resume), or
+/// from `data.embeddings_from` (another run of the same crops and model, e.g. the other
+/// variants of an ablation), else computed.
 fn embeddings(
     cfg: &ExperimentConfig,
     run: &Path,
@@ -203,13 +205,33 @@ fn embeddings(
 ) -> Result<EmbeddingTable> {
     let path = run.join(EMBEDDINGS_FILE);
     let need_grey = cfg.data.grey_fraction > 0.0;
-    match cached_embeddings(&path, source, need_grey)? {
-        Cached::Hit(t) => return Ok(t),
-        Cached::Stale => observer.on_message(&RunMessage::Note(format!(
-            "{} does not match the data set; recomputing",
-            path.display()
-        ))),
-        Cached::Missing => {}
+    let model_name = model.spec.name.as_str();
+    let mut candidates = vec![path.clone()];
+    if !cfg.data.embeddings_from.is_empty() {
+        let from = Path::new(&cfg.data.embeddings_from);
+        candidates.push(if from.is_dir() { from.join(EMBEDDINGS_FILE) } else { from.to_path_buf() });
+    }
+    for (i, candidate) in candidates.iter().enumerate() {
+        match cached_embeddings(candidate, source, need_grey, model_name)? {
+            Cached::Hit(t) => {
+                if i > 0 {
+                    t.save(&path)?;
+                }
+                return Ok(t);
+            }
+            Cached::Stale => observer.on_message(&RunMessage::Note(format!(
+                "{} does not match the data set and model; {}",
+                candidate.display(),
+                if i + 1 < candidates.len() { "trying data.embeddings_from" } else { "recomputing" }
+            ))),
+            Cached::Missing if i > 0 => {
+                return Err(ReconError::Config(format!(
+                    "data.embeddings_from: {} not found",
+                    candidate.display()
+                )))
+            }
+            Cached::Missing => {}
+        }
     }
     let t0 = Instant::now();
     let table = compute_embeddings(
