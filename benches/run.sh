@@ -51,10 +51,17 @@ if [ "$FGGB" = 1 ]; then
     tail -1 "$OUT/compare.txt" | tee -a "$LOG"
 fi
 if [ "$DECODER" = 1 ]; then
-    RAYON_NUM_THREADS=$THREADS cargo run --release -q -p facelens-recon --example train_bench -- \
-        --width 128 --batch 16 --steps 8 | tee -a "$LOG"
-    "$PY" benches/python/decoder_train_torch.py --onnx "$ONNX" --width 128 --batch 16 --steps 8 \
-        --threads "$THREADS" | tee -a "$LOG"
+    cargo build --release -q -p facelens-recon --example train_bench
+    # The previous default (nearest up-blocks, pixel + identity) and the current one (bilinear,
+    # pixel + identity + feature matching at 0.5), each in both implementations.
+    for cfg in "--block nearest-conv --perceptual 0" "--block bilinear-conv --perceptual 0.5"; do
+        # shellcheck disable=SC2086
+        RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/examples/train_bench" \
+            --width 128 --batch 16 --steps 8 $cfg | tee -a "$LOG"
+        # shellcheck disable=SC2086
+        "$PY" benches/python/decoder_train_torch.py --onnx "$ONNX" --width 128 --batch 16 --steps 8 \
+            --threads "$THREADS" $cfg | tee -a "$LOG"
+    done
 fi
 "$PY" - "$LOG" <<'PYEOF' | tee "$OUT/table.md"
 import json, sys
@@ -83,15 +90,15 @@ if cmp:
     print(f"\nmaps facelens vs PyTorch: min Pearson {c['min_pearson']:.6f}, max abs diff {c['max_abs_diff']:.3e}")
 dec = [r for r in rows if r.get("bench") == "decoder_train"]
 if dec:
-    print("\n| decoder training | model | width | block | batch | images/s | ms/step "
+    print("\n| decoder training | model | width | block | feature loss | batch | images/s | ms/step "
           "| ms fwd / losses / bwd / rest | facelens/pytorch (images/s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    key = lambda r: (r["width"], r["min_channels"], r["block"], r["batch"])
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    key = lambda r: (r["width"], r["min_channels"], r["block"], r["batch"], r["loss"].get("perceptual", 0.0))
     torch = {key(r): r for r in dec if r["impl"] == "pytorch"}
     fl = {key(r): r for r in dec if r["impl"] == "facelens"}
     for r in dec:
         ratio = fl[key(r)]["images_per_s"] / torch[key(r)]["images_per_s"] if key(r) in fl and key(r) in torch else float("nan")
         phases = " / ".join(f"{r[k]:.0f}" for k in ("ms_decoder_forward", "ms_losses_forward", "ms_backward", "ms_optimizer_and_rest"))
-        print(f"| {r['impl']} | {r['model']} | {r['width']} | {r['block']} | {r['batch']} | {r['images_per_s']:.1f} "
+        print(f"| {r['impl']} | {r['model']} | {r['width']} | {r['block']} | {r['loss'].get('perceptual', 0.0)} | {r['batch']} | {r['images_per_s']:.1f} "
               f"| {r['ms_per_step']:.0f} | {phases} | {ratio:.2f}x |")
 PYEOF

@@ -68,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         warmup_steps: 1,
         ..TrainConfig::default()
     };
+    // As experiments/decoder-train/cpu.toml and benches/python/decoder_train_torch.py.
+    train.adamw.weight_decay = 1e-4;
     train.loss = LossConfig {
         pixel: arg(&args, "--pixel", 1.0),
         identity: arg(&args, "--identity", 1.0),
@@ -135,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             "block": block,
             "batch": batch,
             "threads": rayon::current_num_threads(),
+            "params": trainer.decoder_tensors()?.iter().filter(|(n, _)| !facelens_recon::decoder::is_buffer(n)).map(|(_, t)| t.elem_count()).sum::<usize>(),
             "loss": {"pixel": train.loss.pixel, "identity": train.loss.identity, "perceptual": train.loss.perceptual},
             "images_per_s": batch as f64 / step_s,
             "ms_per_step": 1e3 * step_s,
