@@ -125,3 +125,45 @@ impl LossLog {
         .map_err(|e| ReconError::io(&self.path, "cannot append to", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Names(Vec<String>);
+
+    impl CropSource for Names {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn name(&self, index: usize) -> &str {
+            &self.0[index]
+        }
+        fn crop(&self, _: usize) -> Result<image::RgbImage> {
+            Ok(image::RgbImage::new(112, 112))
+        }
+    }
+
+    #[test]
+    fn cached_embeddings_must_match_crops_model_and_grey() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("embeddings.safetensors");
+        let names: Vec<String> = vec!["a.jpg".into(), "b.jpg".into()];
+        let table = EmbeddingTable {
+            dim: 2,
+            names: names.clone(),
+            colour: vec![1.0, 0.0, 0.0, 1.0],
+            grey: None,
+            model: "w600k_mbf".into(),
+        };
+        table.save(&path).unwrap();
+        let source = Names(names);
+        assert!(matches!(cached_embeddings(&path, &source, false, "w600k_mbf").unwrap(), Cached::Hit(t) if t == table));
+        // Another model, other crops, or grey embeddings that are not there: not reused.
+        assert!(matches!(cached_embeddings(&path, &source, false, "sface").unwrap(), Cached::Stale));
+        let other = Names(vec!["a.jpg".into(), "c.jpg".into()]);
+        assert!(matches!(cached_embeddings(&path, &other, false, "w600k_mbf").unwrap(), Cached::Stale));
+        assert!(matches!(cached_embeddings(&path, &source, true, "w600k_mbf").unwrap(), Cached::Stale));
+        assert!(matches!(cached_embeddings(&dir.path().join("none"), &source, false, "w600k_mbf").unwrap(), Cached::Missing));
+    }
+}
