@@ -29,6 +29,9 @@ pub struct CurveKey {
     /// The protocol threshold: it decides the kind of map and is what explainers are given.
     pub threshold: f32,
     pub fill: f32,
+    /// ROAD's settings, when removed pixels are imputed (absent otherwise, so older keys hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub road: Option<facelens_eval::road::Road>,
     /// The method's kind and settings (a decoder's weights by sha256), as canonical JSON.
     pub method: String,
     pub jacobian_rows: usize,
