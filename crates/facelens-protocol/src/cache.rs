@@ -112,6 +112,7 @@ mod tests {
             weights_sha256: "ab".into(),
             threshold: 0.2,
             fill: 0.0,
+            road: None,
             method: "{\"kind\":\"fggb\"}".into(),
             jacobian_rows: 32,
             batch: 32,
@@ -135,6 +136,7 @@ mod tests {
             CurveKey { threshold: 0.21, ..key() },
             CurveKey { crops_sha256: "ce".into(), ..key() },
             CurveKey { version: CACHE_VERSION + 1, ..key() },
+            CurveKey { road: Some(facelens_eval::road::Road { noise: 2.55, mean: 127.5, std: 127.5, seed: 0 }), ..key() },
         ] {
             assert_ne!(other.digest(), key().digest());
             assert_eq!(cache.get(&other), None);
