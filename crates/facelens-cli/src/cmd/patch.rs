@@ -49,6 +49,12 @@ pub struct PatchEvalArgs {
     /// Least cosine drop for a patch to count as evidence against the match.
     #[arg(long, default_value_t = 0.1)]
     pub margin: f32,
+    /// Keep only patched pairs the model now rejects. Methods that explain the decision (FGGB
+    /// weighs dimensions by `cos - τ`) give an accepted pair an empty or near-empty dissimilarity
+    /// map, however much its cosine fell; on rejected pairs the dissimilarity map is the
+    /// explanation of the decision.
+    #[arg(long)]
+    pub reject_only: bool,
     /// Panels of the first N patched pairs with every method's maps.
     #[arg(long, default_value_t = 3)]
     pub panels: usize,
@@ -122,7 +128,8 @@ pub fn run(a: PatchEvalArgs, device: &Device) -> Result<()> {
             let Some(donor_crop) = scorer.crop(&donor_path, pair)? else { continue };
             let donor = normalise_chw(donor_crop.as_raw(), &model.spec)?;
             let mask = region.patch_box(h).mask(h, w);
-            if let Some(p) = patch_if_it_drops(&prepared.a, &donor, &prepared.b, shape, &mask, a.margin, &mut embed)? {
+            let patched = patch_if_it_drops(&prepared.a, &donor, &prepared.b, shape, &mask, a.margin, &mut embed)?;
+            if let Some(p) = patched.filter(|p| !a.reject_only || p.patched_score < threshold) {
                 found = Some((region, donor_path, donor_crop, mask, p));
                 break;
             }
@@ -148,6 +155,7 @@ pub fn run(a: PatchEvalArgs, device: &Device) -> Result<()> {
             "donor": donor_path,
             "clean_score": patched.clean_score,
             "patched_score": patched.patched_score,
+            "threshold": threshold,
             "methods": row,
         })
         .to_string();
