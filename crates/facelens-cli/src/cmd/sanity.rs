@@ -39,7 +39,8 @@ pub struct SanityEvalArgs {
     /// Seed of the --limit draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// About this many layer groups (cascade steps), 1..=32.
+    /// Layer groups (cascade steps), 1..=32: every stage (output resolution) is a group of its own,
+    /// and long stages are split until there are this many (w600k_mbf has 5 stages).
     #[arg(long, default_value_t = sanity::GROUPS)]
     pub groups: usize,
     /// Folder for `sanity.png` (the first pair's maps as layers are randomised), `result.json`

@@ -43,9 +43,10 @@ impl Net {
         }
     }
 
-    /// The learnt layers in about `target` groups, **output side first** (the cascade's order):
-    /// the dense head, then stages by output resolution from the deepest, long stages split into
-    /// contiguous parts so the cascade has about `target` steps.
+    /// The learnt layers in groups, **output side first** (the cascade's order): the dense head,
+    /// then stages by output resolution from the deepest, long stages split into contiguous parts
+    /// until there are `target` groups. Stages are never merged, so there are at least as many
+    /// groups as stages.
     pub fn layer_groups(&self, target: usize) -> Vec<LayerGroup> {
         // Stages in graph order: (name, ops); the dense head is a stage of its own.
         let mut stages: Vec<(String, Vec<usize>)> = Vec::new();
