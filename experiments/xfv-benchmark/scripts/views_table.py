@@ -8,7 +8,8 @@ DIR holds, for one backbone (any part may be missing; a column is empty then):
     xfv-grey/<method>.jsonl   facelens eval xfv --perturb by-kind --fill grey --per-pair ...
     xfv-road/<method>.jsonl   facelens eval xfv --perturb by-kind --fill road --per-pair ...
     sanity/<method>.jsonl     facelens eval sanity --out DIR/sanity-<method> (its per-pair.jsonl)
-    patch/*.jsonl             facelens eval patch --out ... (its per-pair.jsonl; several runs merge)
+    patch/*.jsonl             facelens eval patch --out ... (its per-pair.jsonl; several runs merge;
+                              --patch patch-reject reads a folder of --reject-only runs instead)
 Writes DIR/table.csv, DIR/table.md and DIR/intervals.md. Only the standard library.
 """
 import argparse
@@ -43,19 +44,22 @@ def lines(path):
         return [json.loads(l) for l in f if l.strip()]
 
 
-def load(root):
+def load(root, patch_dir="patch"):
     """values[column][method] = {pair line: value}."""
     values = {c[0]: {} for c in COLUMNS}
     for name, view, field, _ in COLUMNS:
         if view == "patch":
-            for path in sorted(glob.glob(os.path.join(root, "patch", "*.jsonl"))):
+            for path in sorted(glob.glob(os.path.join(root, patch_dir, "*.jsonl"))):
                 for row in lines(path):
                     for method, s in row["methods"].items():
                         v = s[field]
                         values[name].setdefault(method, {})[row["line"]] = float(v) if not isinstance(v, bool) else float(v)
             continue
-        for path in sorted(glob.glob(os.path.join(root, view, "*.jsonl"))):
+        # Seconds per explanation come from every xfv run (both fills explain the same way).
+        views = ["xfv-grey", "xfv-road"] if field == "seconds" else [view]
+        for path in sorted(p for v in views for p in glob.glob(os.path.join(root, v, "*.jsonl"))):
             method = os.path.basename(path)[: -len(".jsonl")]
+            tag = os.path.basename(os.path.dirname(path))
             for row in lines(path):
                 if view == "sanity":
                     v = row["cascading"][-1]["spearman"]
@@ -66,7 +70,8 @@ def load(root):
                     if row["kind"] != kind:
                         continue
                     v = row[mode]
-                values[name].setdefault(method, {})[row["line"]] = float(v)
+                key = (tag, row["line"]) if field == "seconds" else row["line"]
+                values[name].setdefault(method, {})[key] = float(v)
     return values
 
 
@@ -76,8 +81,10 @@ def main():
     ap.add_argument("--reference", default="fggb")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--patch", default="patch", help="folder of patch per-pair files (e.g. patch-reject for --reject-only runs)")
+    ap.add_argument("--suffix", default="", help="appended to the output file names")
     a = ap.parse_args()
-    values = load(a.dir)
+    values = load(a.dir, a.patch)
     methods = sorted({m for col in values.values() for m in col}, key=lambda m: (m != a.reference, m == "random", m))
     mean = lambda d: sum(d.values()) / len(d) if d else math.nan
 
@@ -109,7 +116,8 @@ def main():
         iv.append(f"| {m} | " + " | ".join(cells) + " |")
 
     for name, text in [("table.csv", "\n".join(csv)), ("table.md", "\n".join(md)), ("intervals.md", "\n".join(iv))]:
-        with open(os.path.join(a.dir, name), "w") as f:
+        stem, ext = os.path.splitext(name)
+        with open(os.path.join(a.dir, stem + a.suffix + ext), "w") as f:
             f.write(text + "\n")
     print("\n".join(md))
     print()
