@@ -53,6 +53,8 @@ fn every_command_has_help() {
         vec!["align", "--help"],
         vec!["eval", "verify", "--help"],
         vec!["eval", "xfv", "--help"],
+        vec!["eval", "sanity", "--help"],
+        vec!["eval", "patch", "--help"],
         vec!["import", "onnx", "--help"],
     ] {
         let o = facelens(&dir, &args);
@@ -287,6 +289,68 @@ fn eval_xfv_names_a_missing_pair_list_and_an_unknown_method() {
     let o = facelens(dir.path(), &bad_fill.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2), "usage error");
     assert!(stderr(&o).contains("greyish") && stderr(&o).contains("black"), "{}", stderr(&o));
+}
+
+/// ROAD, the randomisation test and the patch benchmark print the JSON their docs promise, on a
+/// few real pairs with cheap methods.
+#[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
+fn eval_views_print_their_json() {
+    let ck = checkpoints();
+    let lfw_dir = shared("data/lfw");
+    let (pairs, images, lm) = (lfw_dir.join("pairs.txt"), lfw_dir.join("images"), landmarks());
+    let list = ["--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap(), "--landmarks", lm.as_str()];
+    let run = |args: &[&str]| {
+        let o = facelens(&ck, &[args, &list].concat());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let road: serde_json::Value =
+        serde_json::from_str(&run(&["eval", "xfv", "--method", "random", "--limit", "1", "--fill", "road", "--step", "25", "--json"])).unwrap();
+    assert_eq!(road["similarity"]["pairs"], 1, "{road}");
+    assert!(road["dissimilarity"]["deletion"].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v)), "{road}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sanity");
+    let text = run(&["eval", "sanity", "--method", "random", "--limit", "1", "--groups", "3", "--json", "--out", out.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["method"].as_str(), v["pairs"].as_u64()), (Some("random"), Some(2)), "{v}");
+    let cascading = v["cascading"].as_array().unwrap();
+    // One group per stage (resolution) at least: w600k_mbf has five, more than --groups 3 asks for.
+    assert_eq!(cascading.len(), 5, "{v}");
+    assert_eq!(cascading.last().unwrap()["layer"], "all layers randomised");
+    // The random baseline never reads the model: randomising it changes nothing.
+    assert!(cascading.iter().chain(v["independent"].as_array().unwrap()).all(|s| s["spearman"].as_f64() == Some(1.0)), "{v}");
+    assert!(out.join("sanity.png").is_file() && out.join("per-pair.jsonl").is_file());
+
+    let out = dir.path().join("patch");
+    let text = run(&["eval", "patch", "--method", "random,score-gradient", "--limit", "2", "--json", "--out", out.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for (v, m) in lines.iter().zip(["random", "score-gradient"]) {
+        assert_eq!((v["method"].as_str(), v["pairs"].as_u64()), (Some(m), Some(2)), "{v}");
+        for key in ["pointing_game", "mass_in_patch", "patch_area_fraction", "auc"] {
+            assert!(v[key].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)), "{key}: {v}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(out.join("panels")).unwrap().count(), 2);
+}
+
+#[test]
+fn eval_views_refuse_bad_settings_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-pairs.txt");
+    let list = ["--pairs", missing.to_str().unwrap(), "--images", dir.path().to_str().unwrap()];
+    for (args, needle) in [
+        (&["eval", "sanity", "--method", "random", "--limit", "0"][..], "--limit"),
+        (&["eval", "sanity", "--method", "random", "--limit", "1", "--groups", "0"][..], "--groups"),
+        (&["eval", "patch", "--method", "random", "--limit", "1", "--margin=-1"][..], "--margin"),
+        (&["eval", "patch", "--method", "random,nonsense", "--limit", "1"][..], "nonsense"),
+    ] {
+        let o = facelens(dir.path(), &[args, &list].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
 }
 
 /// The full LFW View-2 protocol (6,000 pairs) must reproduce the reference accuracy of

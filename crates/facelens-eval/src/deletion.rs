@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::metrics::trapezoid_auc;
+use crate::road::{self, Road};
 
 /// Which way the top-ranked pixels are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -167,6 +168,12 @@ pub struct Protocol {
     pub perturb: Perturb,
     /// Images per scorer call; only affects speed and memory.
     pub batch: usize,
+    /// ROAD instead of a constant fill ([`crate::road`]): removed pixels are imputed from their
+    /// neighbours, [`Mode::Deletion`] becomes MoRF (most relevant removed first) and
+    /// [`Mode::Insertion`] LeRF (least relevant removed first; higher is better, as for
+    /// Insertion). `fill` is then used only where every pixel is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub road: Option<Road>,
 }
 
 impl Default for Protocol {
@@ -176,6 +183,7 @@ impl Default for Protocol {
             fill: -1.0,
             perturb: Perturb::Both,
             batch: 32,
+            road: None,
         }
     }
 }
@@ -383,12 +391,12 @@ where
     let mut images = vec![0f32; (n + rows_b) * len];
     let (ia, ib) = images.split_at_mut(n * len);
     for (i, &k) in counts.iter().enumerate() {
-        perturb_into(pair.a, shape, &order_a, k, protocol.fill, mode, &mut ia[i * len..(i + 1) * len]);
+        perturb_step(pair.a, shape, &order_a, k, protocol, mode, (0, i), &mut ia[i * len..(i + 1) * len])?;
     }
     if perturb_b {
         let order_b = ranking(pair.map_b)?;
         for (i, &k) in counts.iter().enumerate() {
-            perturb_into(pair.b, shape, &order_b, k, protocol.fill, mode, &mut ib[i * len..(i + 1) * len]);
+            perturb_step(pair.b, shape, &order_b, k, protocol, mode, (1, i), &mut ib[i * len..(i + 1) * len])?;
         }
     } else {
         ib.copy_from_slice(pair.b);
@@ -405,6 +413,40 @@ where
         genuine: pair.genuine,
         scores,
     })
+}
+
+/// One curve point of one image: [`perturb_into`] with the constant fill, or ROAD's imputation
+/// when the protocol asks for it. `(image, step)` pick the noise stream, so a pair's curve is a
+/// function of the pair alone.
+#[allow(clippy::too_many_arguments)]
+fn perturb_step(
+    image: &[f32],
+    shape: ImageShape,
+    order: &[usize],
+    top: usize,
+    protocol: &Protocol,
+    mode: Mode,
+    (which, step): (u64, usize),
+    out: &mut [f32],
+) -> Result<()> {
+    let Some(r) = &protocol.road else {
+        perturb_into(image, shape, order, top, protocol.fill, mode, out);
+        return Ok(());
+    };
+    let top = top.min(order.len());
+    // MoRF removes the head of the ranking, LeRF its tail.
+    let gone = match mode {
+        Mode::Deletion => &order[..top],
+        Mode::Insertion => &order[order.len() - top..],
+    };
+    let mut removed = vec![false; shape.pixels()];
+    for &p in gone {
+        removed[p] = true;
+    }
+    let seed = facelens_core::rng::hash_words(&[r.seed, which, step as u64, mode as u64]);
+    let filled = road::impute(image, (shape.channels, shape.height, shape.width), &removed, r, seed, protocol.fill)?;
+    out.copy_from_slice(&filled);
+    Ok(())
 }
 
 /// Embeds images `len` values each, `batch` per call, checking what the scorer returns.

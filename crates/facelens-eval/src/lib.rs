@@ -7,6 +7,10 @@
 pub mod deletion;
 pub mod error;
 pub mod metrics;
+pub mod patch;
+pub mod rank;
+pub mod road;
+pub mod ssim;
 pub mod verification;
 
 pub use error::{EvalError, Result};

@@ -11,73 +11,8 @@ use facelens_eval::deletion::{
 };
 use facelens_eval::EvalError;
 
-const C: usize = 3;
-const H: usize = 16;
-const W: usize = 16;
-const Q: usize = 8;
-const FILL: f32 = -1.0;
-
-fn shape() -> ImageShape {
-    ImageShape::new(C, H, W)
-}
-
-/// xorshift64*: a reproducible source of noise without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32) / (1u64 << 24) as f32
-    }
-
-    fn normal(&mut self) -> f32 {
-        let u = self.uniform().max(1e-7);
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
-}
-
-fn in_quadrant(px: usize) -> bool {
-    px / W < Q && px % W < Q
-}
-
-/// The toy embedding of `n` images laid out back to back.
-fn toy_model(bias: f32) -> impl FnMut(&[f32], usize) -> Result<Vec<f32>, EvalError> {
-    move |images: &[f32], n: usize| {
-        let len = C * H * W;
-        assert_eq!(images.len(), n * len);
-        let mut out = Vec::with_capacity(n * (1 + Q * Q));
-        for img in images.chunks(len) {
-            out.push(bias);
-            for px in (0..H * W).filter(|&p| in_quadrant(p)) {
-                let mean = (0..C).map(|c| img[c * H * W + px]).sum::<f32>() / C as f32;
-                out.push(mean - FILL);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// An image whose quadrant carries `pattern` (offset from the fill value) and whose other pixels
-/// are noise the model ignores.
-fn image(pattern: &[f32], rng: &mut Rng) -> Vec<f32> {
-    let mut img = vec![0f32; C * H * W];
-    let mut k = 0;
-    for px in 0..H * W {
-        let v = if in_quadrant(px) {
-            k += 1;
-            FILL + pattern[k - 1]
-        } else {
-            rng.normal()
-        };
-        for c in 0..C {
-            img[c * H * W + px] = v;
-        }
-    }
-    img
-}
+mod common;
+use common::*;
 
 struct Pair {
     a: Vec<f32>,

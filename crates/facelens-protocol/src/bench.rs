@@ -55,6 +55,7 @@ impl Backbone {
                 }
             },
         };
+        let road = fill.road_for(&model.spec)?;
         let fill = fill.value_for(&model.spec)?;
         let engine = engine_for(&model, Some(rows))?;
         let weights_sha256 = facelens_models::backbone::sha256_file(&model.weights_path)?;
@@ -63,6 +64,7 @@ impl Backbone {
             threshold,
             threshold_source,
             fill,
+            road,
             embedding_dim: model.spec.embedding_dim,
             weights_sha256,
         };
@@ -138,6 +140,7 @@ impl Bench {
             fill: bb.info.fill,
             perturb,
             batch: self.config.protocol.batch,
+            road: bb.info.road,
         }
     }
 
@@ -344,6 +347,7 @@ impl Bench {
             weights_sha256: bb.info.weights_sha256.clone(),
             threshold: bb.info.threshold,
             fill: bb.info.fill,
+            road: bb.info.road,
             method: m.identity.clone(),
             jacobian_rows: p.jacobian_rows,
             batch: p.batch,

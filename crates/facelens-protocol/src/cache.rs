@@ -29,6 +29,9 @@ pub struct CurveKey {
     /// The protocol threshold: it decides the kind of map and is what explainers are given.
     pub threshold: f32,
     pub fill: f32,
+    /// ROAD's settings, when removed pixels are imputed (absent otherwise, so older keys hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub road: Option<facelens_eval::road::Road>,
     /// The method's kind and settings (a decoder's weights by sha256), as canonical JSON.
     pub method: String,
     pub jacobian_rows: usize,
@@ -109,6 +112,7 @@ mod tests {
             weights_sha256: "ab".into(),
             threshold: 0.2,
             fill: 0.0,
+            road: None,
             method: "{\"kind\":\"fggb\"}".into(),
             jacobian_rows: 32,
             batch: 32,
@@ -132,6 +136,7 @@ mod tests {
             CurveKey { threshold: 0.21, ..key() },
             CurveKey { crops_sha256: "ce".into(), ..key() },
             CurveKey { version: CACHE_VERSION + 1, ..key() },
+            CurveKey { road: Some(facelens_eval::road::Road { noise: 2.55, mean: 127.5, std: 127.5, seed: 0 }), ..key() },
         ] {
             assert_ne!(other.digest(), key().digest());
             assert_eq!(cache.get(&other), None);

@@ -117,6 +117,10 @@ pub enum Fill {
     /// w600k_mbf, where blackened faces stay similar to each other (docs/design.md §8).
     Grey,
     Value(f32),
+    /// ROAD's noisy linear imputation (Rong et al., ICML 2022; `facelens_eval::road`): removed
+    /// pixels are solved from their neighbours plus noise, Deletion becomes MoRF and Insertion
+    /// LeRF. Mid-grey is the value of an image with every pixel removed.
+    Road,
 }
 
 impl Fill {
@@ -126,7 +130,7 @@ impl Fill {
         let (pixel, word) = match self {
             Fill::Value(v) => return Ok(v),
             Fill::Black => (0.0, "black"),
-            Fill::Grey => (127.5, "grey"),
+            Fill::Grey | Fill::Road => (127.5, "grey"),
         };
         let v: Vec<f32> = (0..3).map(|c| (pixel - spec.mean[c]) / spec.std[c]).collect();
         if v.iter().any(|x| (x - v[0]).abs() > 1e-6) {
@@ -139,18 +143,38 @@ impl Fill {
     }
 }
 
-/// `black`, `grey` or a finite model-space number (command-line spelling of `protocol.fill`).
+impl Fill {
+    /// ROAD's settings for a model when the fill is [`Fill::Road`]: the model's normalisation (one
+    /// for every channel, since imputation runs in pixel space), the default noise and a fixed seed.
+    pub fn road_for(self, spec: &ModelSpec) -> Result<Option<facelens_eval::road::Road>> {
+        if self != Fill::Road {
+            return Ok(None);
+        }
+        if (0..3).any(|c| spec.mean[c] != spec.mean[0] || spec.std[c] != spec.std[0]) {
+            return Err(Error::config(
+                "protocol.fill",
+                format!("model `{}` normalises channels differently; ROAD imputes in pixel space with one normalisation", spec.name),
+            ));
+        }
+        let road = facelens_eval::road::Road { noise: facelens_eval::road::DEFAULT_NOISE, mean: spec.mean[0], std: spec.std[0], seed: 0 };
+        road.check("protocol.fill").map_err(|e| Error::config("protocol.fill", e.to_string()))?;
+        Ok(Some(road))
+    }
+}
+
+/// `black`, `grey`, `road` or a finite model-space number (command-line spelling of `protocol.fill`).
 impl std::str::FromStr for Fill {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "black" => return Ok(Fill::Black),
             "grey" | "gray" => return Ok(Fill::Grey),
+            "road" => return Ok(Fill::Road),
             _ => {}
         }
         match s.parse::<f32>() {
             Ok(v) if v.is_finite() => Ok(Fill::Value(v)),
-            _ => Err(format!("`{s}`: expected `black`, `grey` or a finite number (model space)")),
+            _ => Err(format!("`{s}`: expected `black`, `grey`, `road` or a finite number (model space)")),
         }
     }
 }
@@ -199,7 +223,8 @@ pub struct ProtocolConfig {
     /// Percent of pixels between curve points (5: p = 0, 5, ..., 100). An integer so that
     /// TensorBoard steps are the percentages themselves.
     pub step: u32,
-    /// `"black"`, `"grey"` or a model-space number.
+    /// `"black"`, `"grey"`, `"road"` (noisy linear imputation; Deletion/Insertion become
+    /// MoRF/LeRF) or a model-space number.
     pub fill: Fill,
     /// `"both"` images, only the `"probe"` (A), or `"by-kind"`.
     pub perturb: Perturb,
@@ -449,6 +474,7 @@ impl Serialize for Fill {
         match self {
             Fill::Black => s.serialize_str("black"),
             Fill::Grey => s.serialize_str("grey"),
+            Fill::Road => s.serialize_str("road"),
             Fill::Value(v) => s.serialize_f32(*v),
         }
     }

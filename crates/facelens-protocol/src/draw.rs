@@ -163,6 +163,25 @@ pub fn curve_plot(title: &[&str], x_label: &str, series: &[Series<'_>]) -> RgbIm
     img
 }
 
+/// Images side by side at twice their size, each under its label (the figures of the sanity check
+/// and the patch benchmark).
+pub fn tile_row(tiles: &[(String, RgbImage)]) -> RgbImage {
+    let (gap, label_h) = (6u32, 14u32);
+    let w: u32 = tiles.iter().map(|(_, t)| 2 * t.width() + gap).sum::<u32>() + gap;
+    let h = tiles.iter().map(|(_, t)| 2 * t.height()).max().unwrap_or(1) + label_h + 2 * gap;
+    let mut out = RgbImage::from_pixel(w.max(1), h, WHITE);
+    let mut x = gap;
+    for (label, t) in tiles {
+        let big = image::imageops::resize(t, 2 * t.width(), 2 * t.height(), image::imageops::FilterType::Nearest);
+        // Labels wider than their tile are cut rather than run into the next one.
+        let max_chars = (2 * t.width() / 8) as usize;
+        text(&mut out, i64::from(x), i64::from(gap), &label.chars().take(max_chars).collect::<String>(), BLACK, 1);
+        image::imageops::replace(&mut out, &big, i64::from(x), i64::from(gap + label_h));
+        x += big.width() + gap;
+    }
+    out
+}
+
 /// Stacks images vertically (left-aligned on white), e.g. one saliency panel per method.
 pub fn stack(images: &[RgbImage]) -> RgbImage {
     let gap = 8;

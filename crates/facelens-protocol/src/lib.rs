@@ -4,7 +4,9 @@
 //!
 //! Data flows one way through the modules: [`config`] → [`select`] / [`pair`] / [`explain`] /
 //! [`cache`] → [`bench`] (records, see [`records`]) → [`report`] (tables) → [`output`] (run
-//! directories, TensorBoard) and [`shards`] (`merge`), with [`draw`] for figures.
+//! directories, TensorBoard) and [`shards`] (`merge`), with [`draw`] for figures. The views beyond
+//! Deletion/Insertion share its pairs and engines: ROAD is a fill of the same curves
+//! (`protocol.fill = "road"`), [`sanity`] randomises the backbone, [`patch`] plants known evidence.
 
 pub mod bench;
 pub mod cache;
@@ -14,8 +16,10 @@ pub mod error;
 pub mod explain;
 pub mod output;
 pub mod pair;
+pub mod patch;
 pub mod records;
 pub mod report;
+pub mod sanity;
 pub mod select;
 pub mod shards;
 

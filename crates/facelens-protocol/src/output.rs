@@ -411,6 +411,7 @@ mod tests {
                 threshold: 0.5,
                 threshold_source: "test".into(),
                 fill: -1.0,
+                road: None,
                 embedding_dim: 4,
                 weights_sha256: "00".into(),
             }],

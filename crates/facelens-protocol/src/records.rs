@@ -56,6 +56,9 @@ pub struct ModelInfo {
     pub threshold: f32,
     pub threshold_source: String,
     pub fill: f32,
+    /// ROAD's settings when `protocol.fill = "road"` (then `fill` only serves fully removed images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub road: Option<facelens_eval::road::Road>,
     pub embedding_dim: usize,
     pub weights_sha256: String,
 }

@@ -296,13 +296,19 @@ impl Results {
     pub fn markdown(&self) -> String {
         let m = &self.models[0];
         let mut s = format!(
-            "# xfv-benchmark: Deletion / Insertion\n\nBackbone `{}` (tau = {}, {}), fill {} (model space), perturb {}, p = {} %. \
+            "# xfv-benchmark: Deletion / Insertion\n\nBackbone `{}` (tau = {}, {}), fill {}, perturb {}, p = {} %. \
              {} pairs selected, {} skipped (no face detected). AUC = area under verification accuracy over p in % \
              (100 = the decision never changed).\n\n",
             m.name,
             m.threshold,
             m.threshold_source,
-            m.fill,
+            match &m.road {
+                None => format!("{} (model space)", m.fill),
+                Some(r) => format!(
+                    "ROAD (noisy linear imputation, noise sd {} on 0..255; Deletion columns are MoRF, Insertion columns LeRF)",
+                    r.noise
+                ),
+            },
             self.perturb.describe(),
             steps_text(&self.steps),
             self.pairs.selected,

@@ -28,6 +28,8 @@ fn checked_in_configs_parse_and_validate() {
     let methods = subset.methods().expect("methods");
     assert_eq!(methods.len(), facelens_saliency::METHODS.len() + 1);
     assert_eq!(methods.last().map(|m| m.spec.kind()), Some(DFV));
+    let road = load("experiments/xfv-benchmark/road.toml", &[]).expect("road");
+    assert_eq!((road.protocol.fill, road.protocol.perturb, &road.subset), (Fill::Road, ci.protocol.perturb, &ci.subset));
     let full = load("experiments/xfv-benchmark/lfw-full.toml", &[]).expect("full");
     assert_eq!(full.models.len(), 2);
     assert_eq!(full.subset.select, Select::Every);
@@ -74,6 +76,7 @@ fn overrides_reach_keyword_fields() {
     assert_eq!("black".parse::<Fill>(), Ok(Fill::Black));
     assert_eq!("0".parse::<Fill>(), Ok(Fill::Value(0.0)));
     assert_eq!("grey".parse::<Fill>(), Ok(Fill::Grey));
+    assert_eq!("road".parse::<Fill>(), Ok(Fill::Road));
     assert!("greyish".parse::<Fill>().unwrap_err().contains("greyish"));
     assert!("NaN".parse::<Fill>().is_err());
     let black = load("experiments/xfv-benchmark/ci.toml", &["protocol.fill=\"black\""]).expect("black");

@@ -46,6 +46,7 @@ fn records(i: usize, n: usize) -> Records {
             threshold: 0.5,
             threshold_source: "test".into(),
             fill: -1.0,
+            road: None,
             embedding_dim: 4,
             weights_sha256: "00".into(),
         }],

@@ -300,6 +300,19 @@ pub fn engine_for(model: &FaceModel, rows: Option<usize>) -> Result<Box<dyn Grad
     engine_of(kind, model, rows)
 }
 
+/// The engine [`engine_for`] would build, over a given lowering of the model's network instead of
+/// its own (e.g. one with randomised weights, [`Net::randomised`]).
+pub fn engine_for_net(model: &FaceModel, net: Net, rows: Option<usize>) -> Result<Box<dyn GradientEngine>> {
+    if let Some(rows) = rows.filter(|r| !(1..=MAX_ROWS_PER_PASS).contains(r)) {
+        return Err(SaliencyError::RowsOutOfRange { rows, max: MAX_ROWS_PER_PASS });
+    }
+    Ok(if model.device.is_cpu() {
+        Box::new(NetEngine::new(net, rows))
+    } else {
+        Box::new(TensorEngine::new(net, &model.device, rows.unwrap_or(DEVICE_ROWS))?)
+    })
+}
+
 /// A chosen engine for a loaded model (the tensor and autograd engines on the model's device;
 /// the net engine always on the CPU). `rows` must be in `1..=MAX_ROWS_PER_PASS`.
 pub fn engine_of(kind: EngineKind, model: &FaceModel, rows: Option<usize>) -> Result<Box<dyn GradientEngine>> {

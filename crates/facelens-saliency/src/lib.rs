@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use engine::{engine_for, engine_of, AutogradEngine, EngineKind, GradientEngine, Linearised, NetEngine, TensorEngine};
+pub use engine::{engine_for, engine_for_net, engine_of, AutogradEngine, EngineKind, GradientEngine, Linearised, NetEngine, TensorEngine};
 pub use fggb::{Fggb, FggbConfig, FggbVariant};
 
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,18 @@ def per_pair_aucs(records):
     return out
 
 
+def paired_interval(x, y, resamples, rng):
+    """Mean of x[k] - y[k] over the keys both hold, with its 95 % percentile-bootstrap interval over
+    those keys: (pairs, mean, low, high). Shared with views_table.py."""
+    diffs = [x[k] - y[k] for k in sorted(x) if k in y]
+    n = len(diffs)
+    if n == 0:
+        return (0, float("nan"), float("nan"), float("nan"))
+    means = sorted(sum(rng.choice(diffs) for _ in range(n)) / n for _ in range(resamples))
+    lo, hi = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return (n, sum(diffs) / n, lo, hi)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("records")
@@ -57,11 +69,7 @@ def main():
             cells = []
             for mode in ("deletion", "insertion"):
                 x, y = aucs[(kind, ref, mode)], aucs[(kind, other, mode)]
-                diffs = [x[k] - y[k] for k in sorted(x) if k in y]
-                n = len(diffs)
-                means = sorted(sum(rng.choice(diffs) for _ in range(n)) / n for _ in range(a.resamples))
-                lo, hi = means[int(0.025 * a.resamples)], means[int(0.975 * a.resamples) - 1]
-                cells.append((n, sum(diffs) / n, lo, hi))
+                cells.append(paired_interval(x, y, a.resamples, rng))
             (n, d, lo, hi), (_, i, ilo, ihi) = cells
             print(f"| {other} | {n} | {d:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {i:+.2f} | [{ilo:+.2f}, {ihi:+.2f}] |")
 

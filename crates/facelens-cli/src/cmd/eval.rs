@@ -1,5 +1,7 @@
-//! `facelens eval verify`: the LFW View-2 10-fold protocol. `facelens eval xfv` (Deletion/Insertion
-//! of an explainer) lives in [`super::xfv`].
+//! `facelens eval verify`: the LFW View-2 10-fold protocol. The explanation views live in their own
+//! files: `facelens eval xfv` (Deletion/Insertion, and ROAD with `--fill road`) in [`super::xfv`],
+//! `eval sanity` (model randomisation) in [`super::sanity`], `eval patch` (ground-truth patches) in
+//! [`super::patch`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -19,6 +21,12 @@ pub enum EvalCommand {
     /// Deletion/Insertion AUCs of an explainer's similarity maps (accepted genuine pairs) and
     /// dissimilarity maps (rejected impostor pairs) on a pair list.
     Xfv(super::xfv::XfvEvalArgs),
+    /// Model-parameter randomisation (Adebayo et al. 2018): how much an explainer's maps change as
+    /// the backbone's layers are re-drawn at random, cascading from the output and one at a time.
+    Sanity(super::sanity::SanityEvalArgs),
+    /// Ground-truth patches: a facial region of the probe of accepted genuine pairs replaced by an
+    /// impostor's; does each explainer's dissimilarity map find the patch?
+    Patch(super::patch::PatchEvalArgs),
 }
 
 #[derive(Args)]
@@ -47,6 +55,8 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
     let a = match cmd {
         EvalCommand::Verify(a) => a,
         EvalCommand::Xfv(a) => return super::xfv::run(a, device),
+        EvalCommand::Sanity(a) => return super::sanity::run(a, device),
+        EvalCommand::Patch(a) => return super::patch::run(a, device),
     };
     for out in a.scores.iter().chain(&a.report) {
         crate::output::check_target(out)?;

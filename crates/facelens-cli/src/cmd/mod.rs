@@ -7,7 +7,9 @@ pub mod eval;
 pub mod explain;
 pub mod import;
 pub mod pairs;
+pub mod patch;
 pub mod runs;
+pub mod sanity;
 pub mod verify;
 pub mod xfv;
 

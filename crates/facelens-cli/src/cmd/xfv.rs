@@ -30,7 +30,7 @@ const CURVE_BATCH: usize = 32;
 
 /// Jacobian rows per backward pass: fixed (as in the benchmark's configs) rather than sized from
 /// free memory, so that maps, and hence AUCs, do not depend on the machine.
-const JACOBIAN_ROWS: usize = 32;
+pub(crate) const JACOBIAN_ROWS: usize = 32;
 
 #[derive(Args)]
 pub struct XfvEvalArgs {
@@ -62,9 +62,14 @@ pub struct XfvEvalArgs {
     #[arg(long, value_enum, default_value = "both")]
     pub perturb: PerturbArg,
     /// Value of removed pixels: `black` (0 in 0..255, the specified protocol), `grey` (127.5 in
-    /// 0..255, with `--perturb by-kind` the informative protocol) or a model-space number.
-    #[arg(long, default_value = "black", value_name = "black|grey|VALUE")]
+    /// 0..255, with `--perturb by-kind` the informative protocol), `road` (ROAD's noisy linear
+    /// imputation from the neighbours; the two curves become MoRF and LeRF) or a model-space number.
+    #[arg(long, default_value = "black", value_name = "black|grey|road|VALUE")]
     pub fill: Fill,
+    /// Also write each scored pair's AUCs (JSON lines: pair list line, kind, deletion, insertion),
+    /// for paired comparisons between methods.
+    #[arg(long, value_name = "FILE")]
+    pub per_pair: Option<std::path::PathBuf>,
     /// Print the AUCs as JSON.
     #[arg(long)]
     pub json: bool,
@@ -103,33 +108,32 @@ impl From<&Cell> for KindSummary {
     }
 }
 
-/// The model, its engine and the loader that turn pairs into model-space images.
-struct Scorer<'a> {
-    model: &'a FaceModel,
-    engine: &'a dyn GradientEngine,
-    loader: &'a FaceLoader,
-    images: &'a Path,
-    threshold: f32,
+/// The model, its engine and the loader that turn pairs into model-space images (shared by the
+/// `eval` views: `xfv`, `sanity`, `patch`).
+pub(crate) struct Scorer<'a> {
+    pub model: &'a FaceModel,
+    pub engine: &'a dyn GradientEngine,
+    pub loader: &'a FaceLoader,
+    pub images: &'a Path,
+    pub threshold: f32,
 }
 
 impl Scorer<'_> {
+    /// An image's aligned crop, or `None` when it has no detected face.
+    pub fn crop(&self, rel: &Path, pair: &Pair) -> Result<Option<facelens_data::RgbImage>> {
+        match self.loader.load_face(&self.images.join(rel)) {
+            Ok(face) => Ok(Some(face.image)),
+            Err(e) if e.downcast_ref::<DataError>().is_some_and(DataError::is_no_detection) => Ok(None),
+            Err(e) => Err(e.context(format!("pair list line {}", pair.line))),
+        }
+    }
+
     /// The pair's images in model space, its clean score and the kind of map it is scored with,
     /// or `None` when an image has no detected face (such pairs are skipped, as in the benchmark).
-    fn prepare(&self, pair: &Pair) -> Result<Option<Prepared>> {
-        let mut crops = Vec::with_capacity(2);
-        for rel in [&pair.a, &pair.b] {
-            match self.loader.load_face(&self.images.join(rel)) {
-                Ok(face) => crops.push(face.image),
-                Err(e)
-                    if e.downcast_ref::<DataError>()
-                        .is_some_and(DataError::is_no_detection) =>
-                {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.context(format!("pair list line {}", pair.line))),
-            }
-        }
-        let [a, b] = <[_; 2]>::try_from(crops).map_err(|_| anyhow::anyhow!("two images"))?;
+    pub fn prepare(&self, pair: &Pair) -> Result<Option<Prepared>> {
+        let (Some(a), Some(b)) = (self.crop(&pair.a, pair)?, self.crop(&pair.b, pair)?) else {
+            return Ok(None);
+        };
         Ok(Some(prepare(
             self.engine,
             &self.model.spec,
@@ -139,6 +143,25 @@ impl Scorer<'_> {
             pair.genuine,
         )?))
     }
+}
+
+/// A registered explainer by name, or `None` for DFV (built once the model is loaded, see
+/// [`explainer`]); an unknown name is an error before anything loads.
+pub(crate) fn named_explainer(method: &str) -> Result<Option<Box<dyn facelens_saliency::Explainer>>> {
+    Ok(if method == facelens_protocol::config::DFV { None } else { Some(facelens_saliency::by_name(method)?) })
+}
+
+/// The explainer of [`named_explainer`], with DFV's decoder loaded and checked against the model.
+pub(crate) fn explainer(
+    named: Option<Box<dyn facelens_saliency::Explainer>>,
+    decoder: Option<&Path>,
+    device: &Device,
+    model: &FaceModel,
+) -> Result<Box<dyn facelens_saliency::Explainer>> {
+    Ok(match named {
+        Some(e) => e,
+        None => Box::new(super::decoder::dfv(decoder, device, model.spec.embedding_dim)?),
+    })
 }
 
 /// Per-pair curves of one kind of map.
@@ -159,12 +182,9 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         bail!("--step must be 1..=100 percent, got {}", a.step);
     }
     // An unknown method is refused before anything loads; DFV's decoder is checked against the model.
-    let named = if a.method == facelens_protocol::config::DFV { None } else { Some(facelens_saliency::by_name(&a.method)?) };
+    let named = named_explainer(&a.method)?;
     let (pairs, model, loader) = a.list.open(device)?;
-    let explainer: Box<dyn facelens_saliency::Explainer> = match named {
-        Some(e) => e,
-        None => Box::new(super::decoder::dfv(a.decoder.as_deref(), device, model.spec.embedding_dim)?),
-    };
+    let explainer = explainer(named, a.decoder.as_deref(), device, &model)?;
     let threshold = super::threshold(&model, a.threshold)?;
     let engine = facelens_saliency::engine_for(&model, Some(JACOBIAN_ROWS))?;
     let scorer = Scorer {
@@ -174,7 +194,11 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         images: &a.list.images,
         threshold,
     };
+    if let Some(p) = &a.per_pair {
+        crate::output::check_target(p)?;
+    }
     let protocol = Protocol {
+        road: a.fill.road_for(&model.spec)?,
         step_percent: f64::from(a.step),
         fill: a.fill.value_for(&model.spec)?,
         perturb: match a.perturb {
@@ -209,6 +233,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
 
     let bar = facelens_board::progress::bar(chosen.len() as u64).with_message(a.method.clone());
     let (mut similarity, mut dissimilarity) = (KindCurves::default(), KindCurves::default());
+    let mut per_pair = String::new();
     for &i in &chosen {
         let pair = &pairs[i];
         let prepared = scorer.prepare(pair)?;
@@ -218,6 +243,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
                 pair.line
             );
         };
+        let t_explain = Instant::now();
         let explanation = explainer
             .explain(engine.as_ref(), FacePair { a: &prepared.a, b: &prepared.b }, threshold)
             .with_context(|| {
@@ -228,6 +254,7 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
                     pair.line
                 )
             })?;
+        let explanation_s = t_explain.elapsed().as_secs_f64();
         let curves = method_curves(
             engine.as_ref(),
             &protocol,
@@ -236,6 +263,19 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
             kind,
             pair.genuine,
         )?;
+        let pair_auc = |scores: &[f32]| -> Result<f64> {
+            let curve = PairCurve { genuine: pair.genuine, scores: scores.to_vec() };
+            Ok(facelens_eval::deletion::accuracy_curve(&[curve], &steps, threshold, facelens_eval::deletion::Mode::Deletion)?.auc)
+        };
+        per_pair += &serde_json::json!({
+            "line": pair.line,
+            "kind": kind.as_str(),
+            "seconds": explanation_s,
+            "deletion": pair_auc(&curves.deletion)?,
+            "insertion": pair_auc(&curves.insertion)?,
+        })
+        .to_string();
+        per_pair.push('\n');
         let target = match kind {
             MapKind::Similarity => &mut similarity,
             MapKind::Dissimilarity => &mut dissimilarity,
@@ -255,6 +295,9 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
     let cell = |c: &KindCurves| cell_from_curves(&c.deletion, &c.insertion, &steps, threshold);
     let (sim, dis) = (cell(&similarity)?, cell(&dissimilarity)?);
     let wall = t0.elapsed().as_secs_f64();
+    if let Some(path) = &a.per_pair {
+        crate::output::write_atomic(path, per_pair.as_bytes())?;
+    }
     if let Some(n) = a.limit {
         if sim.pairs < n || dis.pairs < n {
             eprintln!(
@@ -302,13 +345,20 @@ fn table(
 ) -> String {
     let num = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.2}"));
     let perturbed = protocol.perturb.describe();
+    let (removed, modes, header) = match &protocol.road {
+        None => (format!("set to {} (model space)", protocol.fill), "Deletion: lower is better; Insertion: higher is better", "deletion  insertion"),
+        Some(r) => (
+            format!("imputed by ROAD (noisy linear imputation, noise sd {} on 0..255)", r.noise),
+            "MoRF (most relevant removed first): lower is better; LeRF (least relevant first): higher is better",
+            "     MoRF       LeRF",
+        ),
+    };
     let mut s = format!(
         "{method} on {model} (tau = {threshold}), {perturbed} perturbed in steps of {} %, removed pixels \
-         set to {} (model space); AUC in %\n\
-         (Deletion: lower is better; Insertion: higher is better)\n\n",
-        protocol.step_percent, protocol.fill
+         {removed}; AUC in %\n({modes})\n\n",
+        protocol.step_percent
     );
-    s += "maps           pairs   deletion  insertion\n";
+    s += &format!("maps           pairs   {header}\n");
     for (name, c) in [("similarity", sim), ("dissimilarity", dis)] {
         s += &format!(
             "{name:<13} {:>6} {:>10} {:>10}\n",

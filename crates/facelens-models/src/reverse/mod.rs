@@ -10,10 +10,12 @@
 mod iresnet;
 mod kernels;
 mod mbf;
+mod randomise;
 mod sface;
 mod tensor;
 
 pub use kernels::{ConvGeom, Workspace};
+pub use randomise::LayerGroup;
 pub use tensor::{TensorNet, TensorTape};
 
 
