@@ -355,7 +355,7 @@ fn errors_are_said_once_and_name_what_failed() {
     let root = format!("runs_root=\"{}\"", dir.path().join("runs").display());
     let o = facelens_in(
         dir.path(),
-        &["train-decoder", "--config", s(&config), "--set", &root, "--set", "train.loss.pixel=0", "--set", "train.loss.identity=0", "--set", "train.loss.ssim=0"],
+        &["train-decoder", "--config", s(&config), "--set", &root, "--set", "train.loss.pixel=0", "--set", "train.loss.identity=0", "--set", "train.loss.ssim=0", "--set", "train.loss.perceptual=0"],
         &[],
     );
     assert_refused(&o, &["train.loss.pixel", "all 0", "nothing to train"]);

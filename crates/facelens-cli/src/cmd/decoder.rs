@@ -236,7 +236,11 @@ struct JudgeInfo {
 }
 
 pub fn reconstruct_cmd(a: ReconstructArgs, device: &Device) -> Result<()> {
-    let judge = match a.judge.as_str() {
+    let judge_name = a.judge;
+    let a = a.io;
+    // Inputs and decoder first: a bad decoder or image is reported before the judge is loaded.
+    let l = load(&a, device)?;
+    let judge = match judge_name.as_str() {
         "none" => None,
         name => {
             let thresholds = facelens_models::zoo::lfw_far_thresholds(name)
@@ -245,8 +249,6 @@ pub fn reconstruct_cmd(a: ReconstructArgs, device: &Device) -> Result<()> {
             Some((model, thresholds))
         }
     };
-    let a = a.io;
-    let l = load(&a, device)?;
     let z = embed_normalised(&l.model, &l.crops, a.batch)?;
     let recons = reconstruct(&l.decoder, &z, a.batch, device)?;
     let zr = embed_normalised(&l.model, &recons, a.batch)?;
