@@ -204,8 +204,8 @@ pub struct Evaluation {
     pub reconstructions: Vec<RgbImage>,
 }
 
-/// L2-normalised embeddings of crops under `model`.
-fn embed_with(model: &FaceModel, imgs: &[&RgbImage], batch: usize) -> Result<Vec<Vec<f32>>> {
+/// L2-normalised embeddings of crops under `model`, `batch` per pass.
+pub fn embed_normalised(model: &FaceModel, imgs: &[&RgbImage], batch: usize) -> Result<Vec<Vec<f32>>> {
     let refs: Vec<&[u8]> = imgs.iter().map(|c| c.as_raw().as_slice()).collect();
     Ok(model.embed_crops(&refs, batch.max(1))?.iter().map(|e| l2_normalise(e)).collect())
 }
@@ -233,17 +233,17 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let sources: Vec<&RgbImage> = faces.iter().map(|f| &f.source).collect();
     let others: Vec<&RgbImage> = faces.iter().map(|f| &f.other).collect();
-    let z = embed_with(model, &sources, batch)?;
-    let z_other = embed_with(model, &others, batch)?;
+    let z = embed_normalised(model, &sources, batch)?;
+    let z_other = embed_normalised(model, &others, batch)?;
     let device = model.device.clone();
     let reconstructions = reconstruct(decoder, &z, batch, &device)?;
     let recon_refs: Vec<&RgbImage> = reconstructions.iter().collect();
-    let z_hat = embed_with(model, &recon_refs, batch)?;
+    let z_hat = embed_normalised(model, &recon_refs, batch)?;
     let judged = match judge {
         Some(j) => {
-            let g = embed_with(j.model, &sources, batch)?;
-            let g_other = embed_with(j.model, &others, batch)?;
-            let g_hat = embed_with(j.model, &recon_refs, batch)?;
+            let g = embed_normalised(j.model, &sources, batch)?;
+            let g_other = embed_normalised(j.model, &others, batch)?;
+            let g_hat = embed_normalised(j.model, &recon_refs, batch)?;
             (0..faces.len())
                 .map(|i| {
                     Some(JudgeScore {

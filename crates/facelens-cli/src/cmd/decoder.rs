@@ -12,8 +12,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
-use facelens_models::preprocess::{cosine, l2_normalise};
-use facelens_recon::eval::{pair_grid, reconstruct};
+use facelens_models::preprocess::cosine;
+use facelens_recon::eval::{embed_normalised, pair_grid, reconstruct};
 use facelens_recon::run::{self, Phase, RunMessage, Start, TrainObserver};
 use indicatif::ProgressBar;
 
@@ -194,10 +194,6 @@ fn load(a: &DecoderIoArgs, device: &Device) -> Result<Loaded> {
     Ok(Loaded { decoder, decoder_path: path, model, names, crops })
 }
 
-fn embed_normalised(model: &facelens_models::FaceModel, crops: &[image::RgbImage], batch: usize) -> Result<Vec<Vec<f32>>> {
-    let raw: Vec<&[u8]> = crops.iter().map(|c| c.as_raw().as_slice()).collect();
-    Ok(model.embed_crops(&raw, batch.max(1))?.iter().map(|e| l2_normalise(e)).collect())
-}
 
 #[derive(serde::Serialize)]
 struct ReconScore {
@@ -249,11 +245,13 @@ pub fn reconstruct_cmd(a: ReconstructArgs, device: &Device) -> Result<()> {
             Some((model, thresholds))
         }
     };
-    let z = embed_normalised(&l.model, &l.crops, a.batch)?;
+    let crop_refs: Vec<&image::RgbImage> = l.crops.iter().collect();
+    let z = embed_normalised(&l.model, &crop_refs, a.batch)?;
     let recons = reconstruct(&l.decoder, &z, a.batch, device)?;
-    let zr = embed_normalised(&l.model, &recons, a.batch)?;
+    let recon_refs: Vec<&image::RgbImage> = recons.iter().collect();
+    let zr = embed_normalised(&l.model, &recon_refs, a.batch)?;
     let judged = match &judge {
-        Some((m, _)) => Some((embed_normalised(m, &l.crops, a.batch)?, embed_normalised(m, &recons, a.batch)?)),
+        Some((m, _)) => Some((embed_normalised(m, &crop_refs, a.batch)?, embed_normalised(m, &recon_refs, a.batch)?)),
         None => None,
     };
     let mut scores = Vec::with_capacity(recons.len());
