@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # facelens against the alternatives a researcher would use, on this machine, in one run:
-#   * embedding throughput (w600k_mbf, batch 1 and 32): facelens vs onnxruntime (and PyTorch)
+#   * embedding throughput (w600k_mbf and SFace, batch 1, 32 and 256): facelens vs onnxruntime and
+#     PyTorch, plus facelens' time per forward step (batch 1)
+#   * the perturbation baselines (CorrRISE, LIME, RISE): facelens seconds per pair on 3 pairs
 #   * FGGB per pair (512 input-gradient maps per face): facelens vs PyTorch, plus the maps'
 #     Pearson correlation and max abs difference
 #   * decoder training (width 128, batch 16, identity + pixel loss): facelens' Trainer vs the same
 #     decoder and losses in PyTorch (images/s, ms/step and where a step's time goes)
-# Usage: benches/run.sh [--threads N] [--pairs K] [--skip-embed] [--skip-fggb] [--skip-decoder]
+# Usage: benches/run.sh [--threads N] [--pairs K] [--batches 1,32,256] [--skip-embed] [--skip-fggb] [--skip-decoder]
 # Needs ../shared/models (ONNX + reference faces); sets up its own Python venv (CPU torch,
 # onnxruntime). Prints JSON lines while it runs and a markdown table at the end; everything
 # lands in ${BENCH_OUT:-bench-out}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=2; PAIRS=10; EMBED=1; FGGB=1; DECODER=1
+THREADS=2; PAIRS=10; EMBED=1; FGGB=1; DECODER=1; BATCHES=1,32,256
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) THREADS=$2; shift 2 ;;
         --pairs) PAIRS=$2; shift 2 ;;
+        --batches) BATCHES=$2; shift 2 ;;
         --skip-embed) EMBED=0; shift ;;
         --skip-fggb) FGGB=0; shift ;;
         --skip-decoder) DECODER=0; shift ;;
@@ -36,11 +39,25 @@ BENCH=$CARGO_TARGET_DIR/release/facelens-bench
 CK=$OUT/w600k_mbf.safetensors
 "$CARGO_TARGET_DIR/release/facelens" import onnx "$ONNX" --out "$CK" 2>/dev/null || cargo run --release -q -p facelens-cli -- import onnx "$ONNX" --out "$CK"
 
+# SFace (set up by scripts/setup.sh into checkpoints/): timed when present.
+SFACE_ONNX=checkpoints/face_recognition_sface_2021dec_int8bq.onnx
+SFACE_CK=checkpoints/sface.safetensors
+
 LOG=$OUT/results.jsonl
-echo "{\"machine\":\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"cores\":$(nproc),\"threads\":$THREADS}" | tee "$LOG"
+echo "{\"machine\":\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"cores\":$(nproc),\"threads\":$THREADS,\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee "$LOG"
 if [ "$EMBED" = 1 ]; then
-    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" embed --batch 1,32 --seconds 8 | tee -a "$LOG"
-    "$PY" benches/python/embed_ort.py --onnx "$ONNX" --threads "$THREADS" --batches 1 32 | tee -a "$LOG"
+    read -r -a BATCH_LIST <<< "${BATCHES//,/ }"
+    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" embed --batch "$BATCHES" --seconds 8 | tee -a "$LOG"
+    "$PY" benches/python/embed_ort.py --onnx "$ONNX" --threads "$THREADS" --batches "${BATCH_LIST[@]}" | tee -a "$LOG"
+    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" layers --batch 1 --repeats 50 > "$OUT/layers-w600k_mbf.jsonl"
+    if [ -f "$SFACE_ONNX" ] && [ -f "$SFACE_CK" ]; then
+        RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$SFACE_CK" embed --batch "$BATCHES" --seconds 8 | tee -a "$LOG"
+        "$PY" benches/python/embed_ort.py --model sface --onnx "$SFACE_ONNX" --safetensors "$SFACE_CK" --threads "$THREADS" \
+            --batches "${BATCH_LIST[@]}" | tee -a "$LOG"
+        RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$SFACE_CK" layers --batch 1 --repeats 50 > "$OUT/layers-sface.jsonl"
+    else
+        echo "SFace not set up ($SFACE_ONNX, $SFACE_CK): its rows are skipped" >&2
+    fi
 fi
 if [ "$FGGB" = 1 ]; then
     "$PY" benches/python/fggb_torch.py --from-reference "$REF" --n-pairs "$PAIRS" --out-images "$OUT/pairs" >/dev/null
@@ -49,6 +66,8 @@ if [ "$FGGB" = 1 ]; then
         --out "$OUT/maps-pytorch" --time | tee -a "$LOG"
     "$PY" benches/python/compare_maps.py "$OUT/maps-facelens" "$OUT/maps-pytorch" > "$OUT/compare.txt"
     tail -1 "$OUT/compare.txt" | tee -a "$LOG"
+    # The perturbation baselines are streams of forward passes: their time follows the forward's.
+    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" methods --pairs "$OUT/pairs/pairs.txt" --tau "$TAU" --limit 3 | tee -a "$LOG"
 fi
 if [ "$DECODER" = 1 ]; then
     cargo build --release -q -p facelens-recon --example train_bench
@@ -67,16 +86,18 @@ fi
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 meta = rows[0]
-print(f"\nCPU: {meta['machine']}, {meta['cores']} cores, {meta['threads']} threads\n")
+print(f"\nCPU: {meta['machine']}, {meta['cores']} cores, {meta['threads']} threads, load average at start {meta.get('loadavg', '?')}\n")
 emb = [r for r in rows if "images_per_s" in r and r.get("bench") != "decoder_train"]
-if emb:
-    print("| embedding (w600k_mbf) | batch | images/s | ms/batch | facelens speed-up |")
+for model in dict.fromkeys(r.get("model", "w600k_mbf") for r in emb):
+    mine = [r for r in emb if r.get("model", "w600k_mbf") == model]
+    print(f"\n| embedding ({model}) | batch | images/s | ms/batch | facelens / this |")
     print("|---|---|---|---|---|")
-    fl = {r["batch"]: r for r in emb if r["impl"] == "facelens"}
-    for r in emb:
-        ratio = fl[r["batch"]]["images_per_s"] / r["images_per_s"] if r["batch"] in fl else float("nan")
-        print(f"| {r['impl']} | {r['batch']} | {r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {ratio:.2f}x |")
-fg = [r for r in rows if "seconds_per_pair_median" in r]
+    fl = {r["batch"]: r for r in mine if r["impl"] == "facelens"}
+    for b in sorted({r["batch"] for r in mine}):
+        for r in [r for r in mine if r["batch"] == b]:
+            ratio = fl[b]["images_per_s"] / r["images_per_s"] if b in fl and r["impl"] != "facelens" else float("nan")
+            print(f"| {r['impl']} | {b} | {r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {'' if r['impl'] == 'facelens' else f'{ratio:.2f}x'} |")
+fg = [r for r in rows if "seconds_per_pair_median" in r and "method" not in r]
 if fg:
     print("\n| FGGB (512 maps per face, both faces) | pairs | s/pair (median) | time vs PyTorch |")
     print("|---|---|---|---|")
@@ -88,6 +109,12 @@ cmp = [r for r in rows if "min_pearson" in r]
 if cmp:
     c = cmp[-1]
     print(f"\nmaps facelens vs PyTorch: min Pearson {c['min_pearson']:.6f}, max abs diff {c['max_abs_diff']:.3e}")
+meth = [r for r in rows if "method" in r]
+if meth:
+    print("\n| perturbation baseline (facelens) | pairs | s/pair (median) | forward images / pair |")
+    print("|---|---|---|---|")
+    for r in meth:
+        print(f"| {r['method']} | {r['pairs']} | {r['seconds_per_pair_median']:.2f} | {r['forward_images_per_pair']:.0f} |")
 dec = [r for r in rows if r.get("bench") == "decoder_train"]
 if dec:
     print("\n| decoder training | model | width | block | feature loss | batch | images/s | ms/step "

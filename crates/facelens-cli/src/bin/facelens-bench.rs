@@ -4,6 +4,10 @@
 //! * `embed`: embedding throughput at the given batch sizes.
 //! * `fggb`: FGGB per pair on a list of aligned pairs (`pathA pathB` per line); writes
 //!   `<i>.safetensors` maps in the same format as `benches/python/fggb_torch.py`.
+//! * `layers`: where a forward pass spends its time, step by step (a convolution with the
+//!   elementwise ops fused into it), summed over repeats.
+//! * `methods`: seconds per pair of named explainers (e.g. the perturbation baselines, which
+//!   are streams of forward passes) on a list of aligned pairs.
 //! * `rows`: FGGB time per pair as a function of Jacobian rows per pass.
 
 use std::collections::BTreeMap;
@@ -45,6 +49,23 @@ enum Cmd {
         /// Only the first N pairs.
         #[arg(long)]
         limit: Option<usize>,
+    },
+    Methods {
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "corrrise,lime,rise")]
+        methods: Vec<String>,
+        #[arg(long)]
+        tau: f32,
+        /// Only the first N pairs.
+        #[arg(long, default_value_t = 3)]
+        limit: usize,
+    },
+    Layers {
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 50)]
+        repeats: usize,
     },
     Rows {
         #[arg(long)]
@@ -101,7 +122,7 @@ fn main() -> Result<()> {
                 let m = median(&mut times);
                 println!(
                     "{}",
-                    serde_json::json!({"impl": "facelens", "threads": threads, "batch": b, "ms_per_batch": m * 1e3, "images_per_s": b as f64 / m})
+                    serde_json::json!({"model": model.spec.name, "impl": "facelens", "threads": threads, "batch": b, "ms_per_batch": m * 1e3, "images_per_s": b as f64 / m})
                 );
             }
         }
@@ -138,6 +159,58 @@ fn main() -> Result<()> {
                     "seconds_per_pair_median": median(&mut times), "seconds_per_pair_all": all})
             );
         }
+        Cmd::Methods { pairs, methods, tau, limit } => {
+            let mut pairs = read_pairs(&pairs, &model)?;
+            pairs.truncate(limit);
+            let engine = NetEngine::new(model.net()?.clone(), None);
+            for name in methods {
+                let method = facelens_saliency::by_name(&name)?;
+                let mut times = Vec::new();
+                let (f0, b0) = engine_passes(&engine);
+                for (a, b) in &pairs {
+                    let t = Instant::now();
+                    method.explain(&engine, FacePair { a, b }, tau)?;
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                let (f1, b1) = engine_passes(&engine);
+                let per_pair = |n: u64| n as f64 / pairs.len().max(1) as f64;
+                let all = times.clone();
+                println!(
+                    "{}",
+                    serde_json::json!({"impl": "facelens", "threads": threads, "method": name, "pairs": pairs.len(),
+                        "seconds_per_pair_median": median(&mut times), "seconds_per_pair_all": all,
+                        "forward_images_per_pair": per_pair(f1 - f0), "backward_rows_per_pair": per_pair(b1 - b0)})
+                );
+            }
+        }
+        Cmd::Layers { batch, repeats } => {
+            let s = model.spec.input_size;
+            let x: Vec<f32> = (0..batch * 3 * s * s).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+            let net = model.net()?;
+            net.forward(&x, batch); // warm-up
+            // Steps by first op, summed over repeats and micro-batches.
+            let mut total: BTreeMap<usize, facelens_models::reverse::StepTime> = BTreeMap::new();
+            for _ in 0..repeats {
+                for st in net.forward_profile(&x, batch).1 {
+                    match total.get_mut(&st.ops.start) {
+                        Some(t) => t.seconds += st.seconds,
+                        None => {
+                            total.insert(st.ops.start, st);
+                        }
+                    }
+                }
+            }
+            let total: Vec<_> = total.into_values().collect();
+            let all: f64 = total.iter().map(|t| t.seconds).sum();
+            for t in &total {
+                println!(
+                    "{}",
+                    serde_json::json!({"model": model.spec.name, "impl": "facelens", "threads": threads, "batch": batch, "ops": [t.ops.start, t.ops.end],
+                        "step": t.label, "ms_per_batch": t.seconds * 1e3 / repeats as f64, "share": t.seconds / all})
+                );
+            }
+            println!("{}", serde_json::json!({"impl": "facelens", "threads": threads, "batch": batch, "step": "total", "ms_per_batch": all * 1e3 / repeats as f64}));
+        }
         Cmd::Rows { pairs, rows } => {
             let pairs = read_pairs(&pairs, &model)?;
             let (a, b) = &pairs[0];
@@ -150,6 +223,11 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Forward images and backward rows run through the engine's net so far.
+fn engine_passes(e: &NetEngine) -> (u64, u64) {
+    e.net.passes.get()
 }
 
 fn engine_rows(e: &NetEngine) -> usize {

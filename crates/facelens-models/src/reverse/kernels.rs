@@ -5,9 +5,13 @@
 //! convolution over the whole batch is a single GEMM with N = H*W*B (nearly all of
 //! MobileFaceNet's work), and every tap of a depthwise or grouped convolution is a
 //! contiguous, vectorisable run of B values whose index arithmetic is paid once.
+//!
+//! The forward's GEMMs run on this crate's register-blocked kernel ([`super::pointwise`]) in
+//! tiles that finish with the fused epilogue; the reverse pass's on the `gemm` crate.
 
 use rayon::prelude::*;
 
+use super::epilogue::Epilogue;
 use crate::im2col::{col2im, im2col, matmul, valid_columns, Window};
 
 /// Geometry of a 2-D convolution.
@@ -80,26 +84,76 @@ impl Workspace {
     }
 }
 
-/// Forward convolution. `x`: `[cin][h*w][b]`, weight `[cout][cin/groups][k][k]`, bias `[cout]`.
-pub fn conv_forward(g: &ConvGeom, weight: &[f32], bias: &[f32], x: &[f32], b: usize, ws: &mut Workspace) -> Vec<f32> {
-    let op = g.out_h() * g.out_w();
-    let mut y;
+/// Forward convolution. `x`: `[cin][h*w][b]`, weight `[cout][cin/groups][k][k]`; the output
+/// `[cout][oh*ow][b]` goes through `epi` (the bias and any fused elementwise ops).
+pub fn conv_forward(g: &ConvGeom, weight: &[f32], x: &[f32], b: usize, epi: &Epilogue, ws: &mut Workspace) -> Vec<f32> {
+    let n = g.out_h() * g.out_w() * b;
+    let mut y = ws.take(g.cout * n);
     if g.is_pointwise() {
-        y = ws.take(g.cout * op * b);
-        matmul(g.cout, op * b, g.cin, weight, g.cin, 1, x, op * b, 1, &mut y, false);
+        gemm_epilogue(g.cout, g.cin, n, weight, x, &mut y, epi);
     } else if g.groups == 1 {
         let kk = g.cin * g.k * g.k;
-        let mut col = ws.take(kk * op * b);
+        let mut col = ws.take(kk * n);
         im2col(&g.window(), x, b, &mut col);
-        y = ws.take(g.cout * op * b);
-        matmul(g.cout, op * b, kk, weight, kk, 1, &col, op * b, 1, &mut y, false);
+        gemm_epilogue(g.cout, kk, n, weight, &col, &mut y, epi);
         ws.give(col);
     } else {
-        y = ws.take_zeroed(g.cout * op * b);
-        grouped_forward(g, weight, x, b, &mut y);
+        super::direct::grouped_forward(g, weight, x, b, &mut y, epi);
     }
-    y.par_chunks_mut(op * b).zip(bias.par_iter()).for_each(|(plane, &bv)| plane.iter_mut().for_each(|v| *v += bv));
     y
+}
+
+/// Output values per GEMM tile: small enough that a tile is still in L2 when its epilogue runs.
+const TILE_VALUES: usize = 16 * 1024;
+
+/// A pointer that rayon's tasks may share; every task writes its own tile.
+#[derive(Clone, Copy)]
+struct TilePtr(*mut f32);
+// SAFETY: tasks write disjoint tiles of one buffer that outlives them.
+unsafe impl Send for TilePtr {}
+unsafe impl Sync for TilePtr {}
+
+impl TilePtr {
+    /// The buffer's start. A method, so closures capture the whole `TilePtr` (which is `Send`),
+    /// not its raw-pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `y [m][n] = a [m][k] * x [k][n]` (all row-major), then `epi` per output row (channel), in
+/// tiles of rows x columns run in parallel, each tile's epilogue right after its product.
+/// Every value is one chain over `k` whatever the tile (see [`super::pointwise`]), so the
+/// tiling and the number of threads change no value.
+fn gemm_epilogue(m: usize, k: usize, n: usize, a: &[f32], x: &[f32], y: &mut [f32], epi: &Epilogue) {
+    assert!(a.len() >= m * k && x.len() >= k * n && y.len() >= m * n);
+    if m * n == 0 {
+        return;
+    }
+    // Tiles cut at whole register blocks (16 columns, 6 rows), as equal as that allows.
+    let (panels, row_blocks) = (n.div_ceil(16), m.div_ceil(6));
+    let col_tiles = panels.div_ceil((TILE_VALUES / m / 16).max(4)).max(1);
+    // Few column tiles (7x7 maps at batch 1): split the rows too, so every thread gets work.
+    let want = 4 * rayon::current_num_threads();
+    let row_tiles = if col_tiles >= want { 1 } else { want.div_ceil(col_tiles).min(row_blocks) };
+    let out = TilePtr(y.as_mut_ptr());
+    (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+        let (rt, ct) = (t / col_tiles, t % col_tiles);
+        let (r0, r1) = ((rt * row_blocks / row_tiles * 6).min(m), ((rt + 1) * row_blocks / row_tiles * 6).min(m));
+        let (c0, c1) = ((ct * panels / col_tiles * 16).min(n), ((ct + 1) * panels / col_tiles * 16).min(n));
+        super::simd(
+            #[inline(always)]
+            || {
+                // SAFETY: the asserts above bound every index; tiles are disjoint.
+                unsafe { super::pointwise::tile(a, x, out.get(), k, n, (r0, r1), (c0, c1)) };
+                for r in r0..r1 {
+                    // SAFETY: row r, columns c0..c1 of this task's tile.
+                    let row = unsafe { std::slice::from_raw_parts_mut(out.get().add(r * n + c0), c1 - c0) };
+                    epi.apply(r, n, c0, row);
+                }
+            },
+        );
+    });
 }
 
 /// Input gradient of a convolution (no weight gradient). `gy`: `[cout][oh*ow][b]` -> `[cin][h*w][b]`.
@@ -199,36 +253,6 @@ fn is_same_3x3(g: &ConvGeom) -> bool {
     g.k == 3 && g.stride == 1 && g.pad == 1
 }
 
-/// Direct grouped/depthwise convolution, parallel over output channels.
-fn grouped_forward(g: &ConvGeom, weight: &[f32], x: &[f32], b: usize, y: &mut [f32]) {
-    let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
-    let op = oh * ow;
-    let (cin_g, cout_g) = (g.cin / g.groups, g.cout / g.groups);
-    let kk = g.k * g.k;
-    let (irow_len, orow_len) = (g.w * b, ow * b);
-    y.par_chunks_mut(op * b).enumerate().for_each(|(co, dst)| {
-        let grp = co / cout_g;
-        for cil in 0..cin_g {
-            let ci = grp * cin_g + cil;
-            let wk = &weight[(co * cin_g + cil) * kk..(co * cin_g + cil + 1) * kk];
-            let src = &x[ci * hw * b..(ci + 1) * hw * b];
-            for oy in 0..oh {
-                let out = &mut dst[oy * orow_len..(oy + 1) * orow_len];
-                for ky in 0..g.k {
-                    let Some(iy) = tap(oy, ky, g.stride, g.pad, g.h) else { continue };
-                    let irow = &src[iy * irow_len..(iy + 1) * irow_len];
-                    // Tap by tap (not fused3): the forward's rounding then follows candle's
-                    // closely, so near-zero PReLU inputs keep their sign in the tape.
-                    for kx in 0..g.k {
-                        // Gather form: `out` is the output row, read from `irow`.
-                        row_tap(irow, out, wk[ky * g.k + kx], kx, g, b, ow, false);
-                    }
-                }
-            }
-        }
-    });
-}
-
 /// Input gradient of a direct grouped/depthwise convolution into the zeroed `gx`,
 /// parallel over input channels.
 fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mut gx: Vec<f32>) -> Vec<f32> {
@@ -262,4 +286,56 @@ fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mu
         }
     });
     gx
+}
+
+/// Partial sums of [`dot`]: four AVX vectors of lanes.
+const DOT_LANES: usize = 32;
+
+/// `sum_i a[i] * b[i]` as [`DOT_LANES`] interleaved partial sums (fused multiply-adds) added
+/// in a fixed order: vectorised, and the same value whatever else is computed alongside.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; DOT_LANES];
+    let (ca, cb) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..DOT_LANES {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] = x.mul_add(*y, acc[l]);
+    }
+    // Pairwise, in a fixed order.
+    let mut width = DOT_LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    acc[0]
+}
+
+/// Fully connected layer: `x` `[d][b]` (a flattened activation, batch innermost), `weight`
+/// `[out][d]` -> `[out][b]` with the bias added. Each value is one [`dot`] of a weight row and
+/// one image, so an embedding does not depend on the batch it was computed in.
+pub fn dense_forward(weight: &[f32], bias: &[f32], x: &[f32], b: usize, out: usize) -> Vec<f32> {
+    let d = x.len() / b.max(1);
+    assert!(weight.len() >= out * d && bias.len() >= out);
+    // One contiguous row per image.
+    let images: Vec<Vec<f32>> = (0..b).map(|bi| x.iter().skip(bi).step_by(b).copied().collect()).collect();
+    let mut y = vec![0f32; out * b];
+    y.par_chunks_mut(b).enumerate().for_each(|(o, row)| {
+        let w = &weight[o * d..(o + 1) * d];
+        super::simd(
+            #[inline(always)]
+            || {
+                for (v, img) in row.iter_mut().zip(&images) {
+                    *v = dot(w, img) + bias[o];
+                }
+            },
+        );
+    });
+    y
 }

@@ -6,14 +6,24 @@
 //! are waste. A [`Net`] is the backbone's inference graph with BatchNorm folded, and
 //! [`Net::vjp`] pushes a batch of output seeds back to the input through that graph only.
 //! It is checked against candle's autograd and finite differences in the tests.
+//!
+//! The perturbation baselines and every Deletion/Insertion/ROAD curve are streams of forward
+//! passes; [`Net::forward`] runs them with the elementwise ops fused into each convolution's
+//! epilogue, register-blocked kernels (`pointwise`, `direct`) and micro-batches side by side,
+//! and equals the op-by-op forward a [`Tape`] keeps bit for bit (`tests/forward.rs`).
 
+mod direct;
+mod epilogue;
+mod forward;
 mod iresnet;
 mod kernels;
 mod mbf;
+mod pointwise;
 mod randomise;
 mod sface;
 mod tensor;
 
+pub use forward::{StepTime, FORWARD_MICRO_BATCH};
 pub use kernels::{ConvGeom, Workspace};
 pub use randomise::LayerGroup;
 pub use tensor::{TensorNet, TensorTape};
@@ -108,9 +118,6 @@ impl BufShape {
     }
 }
 
-/// Images per forward micro-batch (see [`Net::forward`]).
-pub const FORWARD_MICRO_BATCH: usize = 2;
-
 /// Op `i` writes buffer `i + 1`.
 ///
 /// Built from a loaded backbone with [`Net::from_backbone`].
@@ -201,90 +208,6 @@ impl Net {
         self.ops.push(op);
         self.shapes.push(shape);
         self.last()
-    }
-
-    /// Embeddings of `b` images given as NCHW `[b][C][H][W]`; returns `[b][D]`.
-    ///
-    /// Runs in micro-batches of [`FORWARD_MICRO_BATCH`] images: wider batches make the
-    /// activations outgrow the caches and were measured slower per image (2-core EPYC:
-    /// 65 images/s at 2, 40 at 32).
-    pub fn forward(&self, images: &[f32], b: usize) -> Vec<f32> {
-        self.passes.add(b, 0);
-        let n = self.input.numel();
-        let mut out = Vec::with_capacity(b * self.output_dim());
-        for chunk in images[..b * n].chunks(FORWARD_MICRO_BATCH * n) {
-            let m = chunk.len() / n;
-            let buffers = self.run(batch_innermost(chunk, self.input, m), m, false);
-            let last = buffers.last().expect("net has an output");
-            out.extend(batch_outermost(last, self.shapes[self.last()], m));
-        }
-        out
-    }
-
-    /// Forward pass of one CHW image, keeping every activation.
-    pub fn tape(&self, image: &[f32]) -> Tape {
-        self.passes.add(1, 0);
-        Tape { buffers: self.run(image.to_vec(), 1, true), workspace: Default::default() }
-    }
-
-    fn run(&self, x: Vec<f32>, b: usize, keep: bool) -> Vec<Vec<f32>> {
-        // Last reader of each buffer, so activations nobody needs again are freed early.
-        let mut last_use = vec![0usize; self.shapes.len()];
-        for (i, op) in self.ops.iter().enumerate() {
-            for r in op_inputs(op) {
-                last_use[r] = i;
-            }
-        }
-        let mut ws = Workspace::default();
-        let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(self.shapes.len());
-        bufs.push(x);
-        for (i, op) in self.ops.iter().enumerate() {
-            let y = match op {
-                Op::Conv { input, geom, weight, bias } => {
-                    kernels::conv_forward(geom, weight, bias, &bufs[*input], b, &mut ws)
-                }
-                Op::PRelu { input, slope } => {
-                    let plane = self.shapes[*input].plane() * b;
-                    let mut y = bufs[*input].clone();
-                    y.par_chunks_mut(plane).zip(slope.par_iter()).for_each(|(ch, &s)| {
-                        ch.iter_mut().for_each(|v| {
-                            if *v < 0.0 {
-                                *v *= s
-                            }
-                        })
-                    });
-                    y
-                }
-                Op::Affine { input, scale, shift } => {
-                    let plane = self.shapes[*input].plane() * b;
-                    let mut y = bufs[*input].clone();
-                    y.par_chunks_mut(plane)
-                        .zip(scale.par_iter().zip(shift.par_iter()))
-                        .for_each(|(ch, (&s, &t))| ch.iter_mut().for_each(|v| *v = *v * s + t));
-                    y
-                }
-                Op::Add { a, b: bb } => bufs[*a].iter().zip(&bufs[*bb]).map(|(x, y)| x + y).collect(),
-                Op::Dense { input, weight, bias, out } => {
-                    // The input viewed as [C*H*W][b] is already the flattened batch.
-                    let d = self.shapes[*input].numel();
-                    let mut y = vec![0f32; out * b]; // [out][b]
-                    crate::im2col::matmul(*out, b, d, weight, d, 1, &bufs[*input], b, 1, &mut y, false);
-                    for (o, row) in y.chunks_mut(b).enumerate() {
-                        row.iter_mut().for_each(|v| *v += bias[o]);
-                    }
-                    y
-                }
-            };
-            bufs.push(y);
-            if !keep {
-                for r in op_inputs(op) {
-                    if last_use[r] == i {
-                        ws.give(std::mem::take(&mut bufs[r]));
-                    }
-                }
-            }
-        }
-        bufs
     }
 
     /// Vector-Jacobian products: for `r` seed rows `[r][D]` at the output, returns the
@@ -404,6 +327,15 @@ impl Net {
     pub fn last_buffer_with_spatial(&self, h: usize, w: usize) -> Option<usize> {
         self.shapes.iter().rposition(|s| s.h == h && s.w == w)
     }
+}
+
+/// Runs `f` compiled for the widest SIMD instructions the CPU has (AVX2 and FMA on x86-64-v3),
+/// chosen at run time: the kernels' loops are written plainly and vectorised by the compiler.
+/// Rust never contracts `a * b + c` into a fused multiply-add, so results do not depend on
+/// the instruction set.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
 }
 
 fn op_inputs(op: &Op) -> Vec<usize> {
