@@ -84,6 +84,10 @@ pub fn im2col(win: &Window, x: &[f32], b: usize, col: &mut [f32]) {
             if st == 1 {
                 let first = lo + kx - win.pad;
                 out[lo * b..hi * b].copy_from_slice(&srow[first * b..(first + hi - lo) * b]);
+            } else if b == 1 && lo < hi {
+                // A strided gather; a copy call per value would cost more than the value.
+                let first = lo * st + kx - win.pad;
+                out[lo..hi].iter_mut().zip(srow[first..].iter().step_by(st)).for_each(|(d, v)| *d = *v);
             } else {
                 for ox in lo..hi {
                     let ix = ox * st + kx - win.pad;
