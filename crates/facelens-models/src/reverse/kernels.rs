@@ -133,9 +133,11 @@ fn gemm_epilogue(m: usize, k: usize, n: usize, a: &[f32], x: &[f32], y: &mut [f3
     // Tiles cut at whole register blocks (16 columns, 6 rows), as equal as that allows.
     let (panels, row_blocks) = (n.div_ceil(16), m.div_ceil(6));
     let col_tiles = panels.div_ceil((TILE_VALUES / m / 16).max(4)).max(1);
-    // Few column tiles (7x7 maps at batch 1): split the rows too, so every thread gets work.
-    let want = 4 * rayon::current_num_threads();
-    let row_tiles = if col_tiles >= want { 1 } else { want.div_ceil(col_tiles).min(row_blocks) };
+    // Few column tiles (14x14 and 7x7 maps at batch 1): split the rows too, into enough tiles
+    // that the threads finish together, each of at least 8 register blocks of rows (a tile
+    // packs its own activation panels).
+    let want = 8 * rayon::current_num_threads();
+    let row_tiles = if col_tiles >= want { 1 } else { want.div_ceil(col_tiles).min((row_blocks / 8).max(1)) };
     let out = TilePtr(y.as_mut_ptr());
     (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
         let (rt, ct) = (t / col_tiles, t % col_tiles);
@@ -288,25 +290,34 @@ fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mu
     gx
 }
 
-/// Partial sums of [`dot`]: four AVX vectors of lanes.
+/// Partial sums of [`dots`]: four AVX vectors of lanes.
 const DOT_LANES: usize = 32;
 
-/// `sum_i a[i] * b[i]` as [`DOT_LANES`] interleaved partial sums (fused multiply-adds) added
-/// in a fixed order: vectorised, and the same value whatever else is computed alongside.
+/// `out[i] = sum_j w[j] * images[i][j]`, each as [`DOT_LANES`] interleaved partial sums (fused
+/// multiply-adds) added pairwise in a fixed order: vectorised, and the same value whatever
+/// else is computed alongside. The weight row is read once for all images.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; DOT_LANES];
-    let (ca, cb) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..DOT_LANES {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
+fn dots(w: &[f32], images: &[Vec<f32>], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && images.len() <= 4 {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { dots_avx2(w, images, out) };
+        return;
+    }
+    for (o, img) in out.iter_mut().zip(images) {
+        let mut acc = [0f32; DOT_LANES];
+        for (x, y) in w.chunks(DOT_LANES).zip(img.chunks(DOT_LANES)) {
+            for (l, (a, b)) in x.iter().zip(y).enumerate() {
+                acc[l] = a.mul_add(*b, acc[l]);
+            }
         }
+        *o = reduce(acc);
     }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] = x.mul_add(*y, acc[l]);
-    }
-    // Pairwise, in a fixed order.
+}
+
+/// The pairwise sum of [`dots`]' partial sums.
+#[inline(always)]
+fn reduce(mut acc: [f32; DOT_LANES]) -> f32 {
     let mut width = DOT_LANES;
     while width > 1 {
         width /= 2;
@@ -317,9 +328,39 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc[0]
 }
 
+/// [`dots`] with AVX2 intrinsics for up to four images: the same partial sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_avx2(w: &[f32], images: &[Vec<f32>], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const V: usize = DOT_LANES / 8;
+    let d = w.len();
+    let full = d / DOT_LANES * DOT_LANES;
+    let mut acc = [[_mm256_setzero_ps(); V]; 4];
+    let m = images.len();
+    for j in (0..full).step_by(DOT_LANES) {
+        for v in 0..V {
+            let wv = _mm256_loadu_ps(w.as_ptr().add(j + 8 * v));
+            for (a, img) in acc.iter_mut().zip(images).take(m) {
+                a[v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(img.as_ptr().add(j + 8 * v)), a[v]);
+            }
+        }
+    }
+    for ((o, a), img) in out.iter_mut().zip(&acc).zip(images) {
+        let mut lanes = [0f32; DOT_LANES];
+        for v in 0..V {
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * v), a[v]);
+        }
+        for (l, (x, y)) in w[full..].iter().zip(&img[full..d]).enumerate() {
+            lanes[l] = x.mul_add(*y, lanes[l]);
+        }
+        *o = reduce(lanes);
+    }
+}
+
 /// Fully connected layer: `x` `[d][b]` (a flattened activation, batch innermost), `weight`
-/// `[out][d]` -> `[out][b]` with the bias added. Each value is one [`dot`] of a weight row and
-/// one image, so an embedding does not depend on the batch it was computed in.
+/// `[out][d]` -> `[out][b]` with the bias added. Each value is one dot product of a weight row
+/// and one image (see [`dots`]), so an embedding does not depend on the batch it was computed in.
 pub fn dense_forward(weight: &[f32], bias: &[f32], x: &[f32], b: usize, out: usize) -> Vec<f32> {
     let d = x.len() / b.max(1);
     assert!(weight.len() >= out * d && bias.len() >= out);
@@ -328,14 +369,10 @@ pub fn dense_forward(weight: &[f32], bias: &[f32], x: &[f32], b: usize, out: usi
     let mut y = vec![0f32; out * b];
     y.par_chunks_mut(b).enumerate().for_each(|(o, row)| {
         let w = &weight[o * d..(o + 1) * d];
-        super::simd(
-            #[inline(always)]
-            || {
-                for (v, img) in row.iter_mut().zip(&images) {
-                    *v = dot(w, img) + bias[o];
-                }
-            },
-        );
+        for (i, chunk) in images.chunks(4).enumerate() {
+            dots(w, chunk, &mut row[i * 4..(i * 4 + chunk.len())]);
+        }
+        row.iter_mut().for_each(|v| *v += bias[o]);
     });
     y
 }
