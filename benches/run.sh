@@ -7,18 +7,22 @@
 #     Pearson correlation and max abs difference
 #   * decoder training (width 128, batch 16, identity + pixel loss): facelens' Trainer vs the same
 #     decoder and losses in PyTorch (images/s, ms/step and where a step's time goes)
-# Usage: benches/run.sh [--threads N] [--pairs K] [--batches 1,32,256] [--skip-embed] [--skip-fggb] [--skip-decoder]
+# Usage: benches/run.sh [--threads N] [--pairs K] [--batches 1,32,256] [--rounds R] [--skip-embed] [--skip-fggb] [--skip-decoder]
+# Embedding throughput runs R rounds (default 2), each implementation once per round in turn, and
+# the table keeps each one's best round: a shared VM's speed drifts by tens of percent within
+# minutes, and alternating rounds give every implementation the same chance of a fast phase.
 # Needs ../shared/models (ONNX + reference faces); sets up its own Python venv (CPU torch,
 # onnxruntime). Prints JSON lines while it runs and a markdown table at the end; everything
 # lands in ${BENCH_OUT:-bench-out}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=2; PAIRS=10; EMBED=1; FGGB=1; DECODER=1; BATCHES=1,32,256
+THREADS=2; PAIRS=10; EMBED=1; FGGB=1; DECODER=1; BATCHES=1,32,256; ROUNDS=2
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) THREADS=$2; shift 2 ;;
         --pairs) PAIRS=$2; shift 2 ;;
         --batches) BATCHES=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
         --skip-embed) EMBED=0; shift ;;
         --skip-fggb) FGGB=0; shift ;;
         --skip-decoder) DECODER=0; shift ;;
@@ -37,7 +41,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q -p facelens-cli --bin facelens-bench
 BENCH=$CARGO_TARGET_DIR/release/facelens-bench
 CK=$OUT/w600k_mbf.safetensors
-"$CARGO_TARGET_DIR/release/facelens" import onnx "$ONNX" --out "$CK" 2>/dev/null || cargo run --release -q -p facelens-cli -- import onnx "$ONNX" --out "$CK"
+"$CARGO_TARGET_DIR/release/facelens" import onnx "$ONNX" --out "$CK" 2>/dev/null || cargo run --release -q -p facelens-cli --bin facelens -- import onnx "$ONNX" --out "$CK"
 
 # SFace (set up by scripts/setup.sh into checkpoints/): timed when present.
 SFACE_ONNX=checkpoints/face_recognition_sface_2021dec_int8bq.onnx
@@ -47,16 +51,21 @@ LOG=$OUT/results.jsonl
 echo "{\"machine\":\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"cores\":$(nproc),\"threads\":$THREADS,\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee "$LOG"
 if [ "$EMBED" = 1 ]; then
     read -r -a BATCH_LIST <<< "${BATCHES//,/ }"
-    RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" embed --batch "$BATCHES" --seconds 8 | tee -a "$LOG"
-    "$PY" benches/python/embed_ort.py --onnx "$ONNX" --threads "$THREADS" --batches "${BATCH_LIST[@]}" | tee -a "$LOG"
+    HAVE_SFACE=0
+    if [ -f "$SFACE_ONNX" ] && [ -f "$SFACE_CK" ]; then HAVE_SFACE=1; else
+        echo "SFace not set up ($SFACE_ONNX, $SFACE_CK): its rows are skipped" >&2; fi
+    for _ in $(seq "$ROUNDS"); do
+        RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" embed --batch "$BATCHES" --seconds 8 | tee -a "$LOG"
+        "$PY" benches/python/embed_ort.py --onnx "$ONNX" --threads "$THREADS" --batches "${BATCH_LIST[@]}" | tee -a "$LOG"
+        if [ "$HAVE_SFACE" = 1 ]; then
+            RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$SFACE_CK" embed --batch "$BATCHES" --seconds 8 | tee -a "$LOG"
+            "$PY" benches/python/embed_ort.py --model sface --onnx "$SFACE_ONNX" --safetensors "$SFACE_CK" --threads "$THREADS" \
+                --batches "${BATCH_LIST[@]}" | tee -a "$LOG"
+        fi
+    done
     RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$CK" layers --batch 1 --repeats 50 > "$OUT/layers-w600k_mbf.jsonl"
-    if [ -f "$SFACE_ONNX" ] && [ -f "$SFACE_CK" ]; then
-        RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$SFACE_CK" embed --batch "$BATCHES" --seconds 8 | tee -a "$LOG"
-        "$PY" benches/python/embed_ort.py --model sface --onnx "$SFACE_ONNX" --safetensors "$SFACE_CK" --threads "$THREADS" \
-            --batches "${BATCH_LIST[@]}" | tee -a "$LOG"
+    if [ "$HAVE_SFACE" = 1 ]; then
         RAYON_NUM_THREADS=$THREADS "$BENCH" --model "$SFACE_CK" layers --batch 1 --repeats 50 > "$OUT/layers-sface.jsonl"
-    else
-        echo "SFace not set up ($SFACE_ONNX, $SFACE_CK): its rows are skipped" >&2
     fi
 fi
 if [ "$FGGB" = 1 ]; then
@@ -88,16 +97,25 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 meta = rows[0]
 print(f"\nCPU: {meta['machine']}, {meta['cores']} cores, {meta['threads']} threads, load average at start {meta.get('loadavg', '?')}\n")
 emb = [r for r in rows if "images_per_s" in r and r.get("bench") != "decoder_train"]
-for model in dict.fromkeys(r.get("model", "w600k_mbf") for r in emb):
-    mine = [r for r in emb if r.get("model", "w600k_mbf") == model]
-    print(f"\n| embedding ({model}) | batch | images/s | ms/batch | facelens / this |")
+# Best round of each implementation at each batch size (see --rounds).
+best = {}
+for r in emb:
+    key = (r.get("model", "w600k_mbf"), r["impl"], r["batch"])
+    if key not in best or r["images_per_s"] > best[key]["images_per_s"]:
+        best[key] = r
+for model in dict.fromkeys(m for m, _, _ in best):
+    b0 = min(b for m, _, b in best if m == model)
+    rounds = sum(1 for r in emb if r.get("model", "w600k_mbf") == model and r["impl"] == "facelens" and r["batch"] == b0)
+    print(f"\n| embedding ({model}), best of {rounds} rounds | batch | images/s | ms/batch | facelens / this |")
     print("|---|---|---|---|---|")
-    fl = {r["batch"]: r for r in mine if r["impl"] == "facelens"}
-    for b in sorted({r["batch"] for r in mine}):
-        for r in [r for r in mine if r["batch"] == b]:
-            ratio = fl[b]["images_per_s"] / r["images_per_s"] if b in fl and r["impl"] != "facelens" else float("nan")
-            print(f"| {r['impl']} | {b} | {r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {'' if r['impl'] == 'facelens' else f'{ratio:.2f}x'} |")
-fg = [r for r in rows if "seconds_per_pair_median" in r and "method" not in r]
+    for b in sorted({b for m, _, b in best if m == model}):
+        fl = best.get((model, "facelens", b))
+        for (m, impl, bb), r in best.items():
+            if m != model or bb != b:
+                continue
+            ratio = "" if impl == "facelens" or not fl else f"{fl['images_per_s'] / r['images_per_s']:.2f}x"
+            print(f"| {impl} | {b} | {r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {ratio} |")
+fg = [r for r in rows if "seconds_per_pair_median" in r and "forward_images_per_pair" not in r]
 if fg:
     print("\n| FGGB (512 maps per face, both faces) | pairs | s/pair (median) | time vs PyTorch |")
     print("|---|---|---|---|")
@@ -109,7 +127,7 @@ cmp = [r for r in rows if "min_pearson" in r]
 if cmp:
     c = cmp[-1]
     print(f"\nmaps facelens vs PyTorch: min Pearson {c['min_pearson']:.6f}, max abs diff {c['max_abs_diff']:.3e}")
-meth = [r for r in rows if "method" in r]
+meth = [r for r in rows if "forward_images_per_pair" in r]
 if meth:
     print("\n| perturbation baseline (facelens) | pairs | s/pair (median) | forward images / pair |")
     print("|---|---|---|---|")
