@@ -18,15 +18,15 @@ pub enum Step<'a> {
 }
 
 /// The bias of a convolution and the steps fused after it, in graph order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Epilogue<'a> {
-    pub bias: Option<&'a [f32]>,
+    pub bias: &'a [f32],
     pub steps: Vec<Step<'a>>,
 }
 
 impl<'a> Epilogue<'a> {
     pub fn bias(bias: &'a [f32]) -> Self {
-        Self { bias: Some(bias), steps: Vec::new() }
+        Self { bias, steps: Vec::new() }
     }
 
     /// Applies the epilogue to `vals`: the values of channel `c` at positions
@@ -34,10 +34,8 @@ impl<'a> Epilogue<'a> {
     /// (`plane` locates the same positions in an [`Step::Add`] operand).
     #[inline(always)]
     pub fn apply(&self, c: usize, plane: usize, start: usize, vals: &mut [f32]) {
-        if let Some(bias) = self.bias {
-            let bv = bias[c];
-            vals.iter_mut().for_each(|v| *v += bv);
-        }
+        let bv = self.bias[c];
+        vals.iter_mut().for_each(|v| *v += bv);
         for step in &self.steps {
             step.apply(c, plane, start, vals);
         }

@@ -84,7 +84,7 @@ impl Net {
         bufs.push(x);
         let mut i = 0;
         while i < self.ops.len() {
-            let t0 = Instant::now();
+            let t0 = times.is_some().then(Instant::now);
             let (y, end) = match &self.ops[i] {
                 Op::Conv { input, geom, weight, bias } => {
                     let mut epi = Epilogue::bias(bias);
@@ -102,7 +102,7 @@ impl Net {
             // Buffers of fused ops stay empty; the step's output is the last one's.
             bufs.resize_with(end, Vec::new);
             bufs.push(y);
-            if let Some(t) = times.as_deref_mut() {
+            if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
                 t.push(StepTime { ops: i..end, label: self.label(i..end), seconds: t0.elapsed().as_secs_f64() });
             }
             if !keep {

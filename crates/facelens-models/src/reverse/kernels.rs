@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use super::epilogue::Epilogue;
+use super::pointwise;
 use crate::im2col::{col2im, im2col, matmul, valid_columns, Window};
 
 /// Geometry of a 2-D convolution.
@@ -130,9 +131,10 @@ fn gemm_epilogue(m: usize, k: usize, n: usize, a: &[f32], x: &[f32], y: &mut [f3
     if m * n == 0 {
         return;
     }
-    // Tiles cut at whole register blocks (16 columns, 6 rows), as equal as that allows.
-    let (panels, row_blocks) = (n.div_ceil(16), m.div_ceil(6));
-    let col_tiles = panels.div_ceil((TILE_VALUES / m / 16).max(4)).max(1);
+    // Tiles cut at whole register blocks, as equal as that allows.
+    let (cols, rows) = (pointwise::COLS, pointwise::ROWS);
+    let (panels, row_blocks) = (n.div_ceil(cols), m.div_ceil(rows));
+    let col_tiles = panels.div_ceil((TILE_VALUES / m / cols).max(4)).max(1);
     // Few column tiles (14x14 and 7x7 maps at batch 1): split the rows too, into enough tiles
     // that the threads finish together, each of at least 8 register blocks of rows (a tile
     // packs its own activation panels).
@@ -141,13 +143,13 @@ fn gemm_epilogue(m: usize, k: usize, n: usize, a: &[f32], x: &[f32], y: &mut [f3
     let out = TilePtr(y.as_mut_ptr());
     (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
         let (rt, ct) = (t / col_tiles, t % col_tiles);
-        let (r0, r1) = ((rt * row_blocks / row_tiles * 6).min(m), ((rt + 1) * row_blocks / row_tiles * 6).min(m));
-        let (c0, c1) = ((ct * panels / col_tiles * 16).min(n), ((ct + 1) * panels / col_tiles * 16).min(n));
+        let (r0, r1) = ((rt * row_blocks / row_tiles * rows).min(m), ((rt + 1) * row_blocks / row_tiles * rows).min(m));
+        let (c0, c1) = ((ct * panels / col_tiles * cols).min(n), ((ct + 1) * panels / col_tiles * cols).min(n));
         super::simd(
             #[inline(always)]
             || {
                 // SAFETY: the asserts above bound every index; tiles are disjoint.
-                unsafe { super::pointwise::tile(a, x, out.get(), k, n, (r0, r1), (c0, c1)) };
+                unsafe { pointwise::tile(a, x, out.get(), k, n, (r0, r1), (c0, c1)) };
                 for r in r0..r1 {
                     // SAFETY: row r, columns c0..c1 of this task's tile.
                     let row = unsafe { std::slice::from_raw_parts_mut(out.get().add(r * n + c0), c1 - c0) };
@@ -194,13 +196,12 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// One tap of a direct convolution over one output row of `ow` columns. Gather (forward):
-/// `out` is the output row `[ow][b]`, `src` the input row `[width][b]`. Scatter (input
-/// gradient): `out` is the input row, `src` the output row. With stride 1 the valid span is
-/// one contiguous run of `(hi - lo) * b` values, so the tap is a single axpy.
+/// One tap of a convolution's input gradient over one output row of `ow` columns: adds
+/// `w` times the output-gradient row `src` (`[ow][b]`) onto the input-gradient row `out`
+/// (`[width][b]`) where the tap lands. With stride 1 the valid span is one contiguous run of
+/// `(hi - lo) * b` values, so the tap is a single axpy.
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn row_tap(src: &[f32], out: &mut [f32], w: f32, kx: usize, g: &ConvGeom, b: usize, ow: usize, scatter: bool) {
+fn row_tap(src: &[f32], out: &mut [f32], w: f32, kx: usize, g: &ConvGeom, b: usize, ow: usize) {
     let (lo, hi) = valid_columns(kx, g.stride, g.pad, g.w, ow);
     if lo >= hi {
         return;
@@ -208,28 +209,19 @@ fn row_tap(src: &[f32], out: &mut [f32], w: f32, kx: usize, g: &ConvGeom, b: usi
     let (o, i) = (lo * b, (lo * g.stride + kx - g.pad) * b);
     if g.stride == 1 {
         let n = (hi - lo) * b;
-        if scatter {
-            axpy(&mut out[i..i + n], w, &src[o..o + n]);
-        } else {
-            axpy(&mut out[o..o + n], w, &src[i..i + n]);
-        }
+        axpy(&mut out[i..i + n], w, &src[o..o + n]);
     } else {
         let step = g.stride * b;
         for t in 0..hi - lo {
             let (o, i) = (o + t * b, i + t * step);
-            if scatter {
-                axpy(&mut out[i..i + b], w, &src[o..o + b]);
-            } else {
-                axpy(&mut out[o..o + b], w, &src[i..i + b]);
-            }
+            axpy(&mut out[i..i + b], w, &src[o..o + b]);
         }
     }
 }
 
 /// The three horizontal taps of a 3x3, stride-1, pad-1 convolution over one row in a
 /// single pass: `out[j] += p*src[j-b] + c*src[j] + n*src[j+b]` (terms outside the row
-/// dropped). The input gradient (scatter) uses the kernel row `(w0, w1, w2)` reversed as
-/// `(p, c, n)`. One read-modify-write of `out` instead of three.
+/// dropped). The input gradient uses the kernel row `(w0, w1, w2)` reversed as `(p, c, n)`. One read-modify-write of `out` instead of three.
 #[inline]
 fn fused3(out: &mut [f32], src: &[f32], (p, c, n): (f32, f32, f32), b: usize) {
     let len = out.len();
@@ -281,7 +273,7 @@ fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mu
                         continue;
                     }
                     for kx in 0..g.k {
-                        row_tap(orow, irow, wk[ky * g.k + kx], kx, g, b, ow, true);
+                        row_tap(orow, irow, wk[ky * g.k + kx], kx, g, b, ow);
                     }
                 }
             }
@@ -348,8 +340,8 @@ unsafe fn dots_avx2(w: &[f32], images: &[Vec<f32>], out: &mut [f32]) {
     }
     for ((o, a), img) in out.iter_mut().zip(&acc).zip(images) {
         let mut lanes = [0f32; DOT_LANES];
-        for v in 0..V {
-            _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * v), a[v]);
+        for (v, av) in a.iter().enumerate() {
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * v), *av);
         }
         for (l, (x, y)) in w[full..].iter().zip(&img[full..d]).enumerate() {
             lanes[l] = x.mul_add(*y, lanes[l]);

@@ -11,9 +11,9 @@
 //! changes no operation, so the result does not depend on the tiling.
 
 /// Rows of a register block.
-const ROWS: usize = 6;
+pub(super) const ROWS: usize = 6;
 /// Columns of a register block (two AVX vectors).
-const COLS: usize = 16;
+pub(super) const COLS: usize = 16;
 /// Inner indices per packed panel: 16 KiB, half of L1, so the weights streaming past keep it.
 const KC: usize = 256;
 
