@@ -108,6 +108,9 @@ fn main() -> Result<()> {
     let threads = rayon::current_num_threads();
     match cli.cmd {
         Cmd::Embed { batch, seconds } => {
+            for &b in &batch {
+                check_batch(b, "--batch")?;
+            }
             let s = model.spec.input_size;
             for b in batch {
                 let x: Vec<f32> = (0..b * 3 * s * s).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
@@ -184,6 +187,8 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Layers { batch, repeats } => {
+            check_batch(batch, "--batch")?;
+            anyhow::ensure!(repeats >= 1, "--repeats must be at least 1");
             let s = model.spec.input_size;
             let x: Vec<f32> = (0..batch * 3 * s * s).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
             let net = model.net()?;
@@ -222,6 +227,14 @@ fn main() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Largest batch the timing commands build an input for (1,024 images of 112 px are 154 MB).
+const MAX_BATCH: usize = 1024;
+
+fn check_batch(b: usize, flag: &str) -> Result<()> {
+    anyhow::ensure!((1..=MAX_BATCH).contains(&b), "{flag} {b}: must be between 1 and {MAX_BATCH}");
     Ok(())
 }
 
