@@ -253,3 +253,45 @@ fn sface_lowering_matches_candle_forward_and_autograd() {
     assert_eq!(net.output_dim(), m.config.num_features);
     check_lowering("sface", &m, &net, 41, 300);
 }
+
+#[test]
+fn a_batch_tape_is_the_images_own_tapes() {
+    // What a per-image loss needs from a micro-batch: the same outputs and kept activations
+    // (bit for bit) and, with one seed row and inner seeds per image, each image's gradient.
+    let m = tiny_model(5);
+    let net = Net::from_mobilefacenet(&m).unwrap();
+    let (s, b) = (112, 3);
+    let n = 3 * s * s;
+    let x: Vec<f32> = (0..b).flat_map(|i| image(30 + i as u64, s)).collect();
+    let d = net.output_dim();
+    let kept = [net.last_buffer_with_spatial(28, 28).unwrap(), net.last_buffer_with_spatial(7, 7).unwrap()];
+    let tape = net.tape_batch(&x, b, &kept);
+    assert_eq!(tape.images(), b);
+    let seeds: Vec<f32> = (0..b).flat_map(|i| image(40 + i as u64, 16)[..d].to_vec()).collect();
+    let values = |seed: u64, len: usize| image(seed, (len as f64 / 3.0).sqrt() as usize + 1)[..len].to_vec();
+    let inner_seeds: Vec<Vec<f32>> = kept.iter().map(|&k| values(50 + k as u64, net.shapes[k].numel() * b)).collect();
+    let inner: Vec<(usize, &[f32])> = kept.iter().zip(&inner_seeds).map(|(k, g)| (*k, g.as_slice())).collect();
+    let grads = net.vjp_with_inner(&tape, &seeds, &inner);
+    let outputs = tape.outputs();
+    for i in 0..b {
+        let own = net.tape(&x[i * n..(i + 1) * n]);
+        assert_eq!(&outputs[i * d..(i + 1) * d], own.output(), "image {i}: output");
+        let mut own_inner = Vec::new();
+        for (&k, g) in kept.iter().zip(&inner_seeds) {
+            let batch: Vec<f32> = net.activation(&tape, k).iter().skip(i).step_by(b).copied().collect();
+            assert_eq!(batch, net.activation(&own, k), "image {i}: buffer {k}");
+            own_inner.push(g.iter().skip(i).step_by(b).copied().collect::<Vec<f32>>());
+        }
+        let refs: Vec<(usize, &[f32])> = kept.iter().zip(&own_inner).map(|(k, g)| (*k, g.as_slice())).collect();
+        let own_grad = net.vjp_with_inner(&own, &seeds[i * d..(i + 1) * d], &refs);
+        let err = max_rel(&grads[i * n..(i + 1) * n], &own_grad);
+        assert!(err < 1e-5, "image {i}: gradient differs by {err} of its largest value");
+    }
+    // A later tape reuses the dropped one's buffers: nothing of them shows.
+    drop(tape);
+    let other: Vec<f32> = (0..b).flat_map(|i| image(60 + i as u64, s)).collect();
+    drop(net.tape_batch(&other, b, &kept));
+    let again = net.tape_batch(&x, b, &kept);
+    assert_eq!(again.outputs(), outputs);
+    assert_eq!(net.vjp_with_inner(&again, &seeds, &inner), grads);
+}

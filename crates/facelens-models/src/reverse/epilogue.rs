@@ -15,7 +15,18 @@ pub enum Step<'a> {
     PRelu { slope: &'a [f32] },
     /// `v + other`, `other` a buffer of the same shape (a residual branch).
     Add { other: &'a [f32] },
+    /// Copies the values as they are at this point into a buffer of the output's shape (a
+    /// PReLU's input, which its reverse pass reads), leaving them unchanged.
+    Save { to: SavePtr },
 }
+
+/// Where a [`Step::Save`] writes: the start of a `[C][plane]` buffer that outlives the pass.
+/// Every task of a pass writes the positions of its own tile only.
+#[derive(Debug, Clone, Copy)]
+pub struct SavePtr(pub *mut f32);
+// SAFETY: tasks write disjoint tiles of one buffer that outlives them (see `Step::apply`).
+unsafe impl Send for SavePtr {}
+unsafe impl Sync for SavePtr {}
 
 /// The bias of a convolution and the steps fused after it, in graph order.
 #[derive(Debug, Clone)]
@@ -58,6 +69,9 @@ impl Step<'_> {
                 let o = &other[c * plane + start..c * plane + start + vals.len()];
                 vals.iter_mut().zip(o).for_each(|(v, o)| *v += *o);
             }
+            // SAFETY: the buffer holds `C * plane` values and the caller's tile (channel `c`,
+            // positions `start..start + len`) is written by this task alone.
+            Step::Save { to } => unsafe { std::ptr::copy_nonoverlapping(vals.as_ptr(), to.0.add(c * plane + start), vals.len()) },
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::epilogue::{Epilogue, Step};
+use super::epilogue::{Epilogue, SavePtr, Step};
 use super::kernels::{self, Workspace};
 use super::{batch_innermost, batch_outermost, op_inputs, Net, Op, Tape};
 
@@ -25,6 +25,25 @@ pub struct StepTime {
     /// e.g. `conv 3x3/2 g64 64->64 @56x56 +prelu`.
     pub label: String,
     pub seconds: f64,
+}
+
+/// Which buffers a forward pass keeps.
+#[derive(Debug, Clone, Copy)]
+enum Keep<'k> {
+    /// Only the output: buffers are freed after their last reader and the elementwise ops
+    /// after a convolution run in its epilogue (their buffers stay empty).
+    Output,
+    /// Every buffer; every op runs on its own.
+    All,
+    /// What a reverse pass needs (PReLU inputs, saved from the epilogue that computes them)
+    /// and the listed buffers; the rest is fused as for [`Keep::Output`], nothing is freed.
+    Gradients(&'k [usize]),
+}
+
+impl Keep<'_> {
+    fn frees(self) -> bool {
+        matches!(self, Keep::Output)
+    }
 }
 
 impl Net {
@@ -49,7 +68,7 @@ impl Net {
         let chunks: Vec<&[f32]> = images[..b * n].chunks(FORWARD_MICRO_BATCH * n).collect();
         let pass = |chunk: &[f32], times: Option<&mut Vec<StepTime>>| {
             let m = chunk.len() / n;
-            let buffers = self.run(batch_innermost(chunk, self.input, m), m, false, times);
+            let buffers = self.run(batch_innermost(chunk, self.input, m), m, Keep::Output, times);
             batch_outermost(buffers.last().expect("net has an output"), self.shapes[self.last()], m)
         };
         match times {
@@ -64,13 +83,32 @@ impl Net {
     /// Forward pass of one CHW image, keeping every activation.
     pub fn tape(&self, image: &[f32]) -> Tape {
         self.passes.add(1, 0);
-        Tape { buffers: self.run(image.to_vec(), 1, true, None), workspace: Default::default() }
+        Tape::new(self.run(image.to_vec(), 1, Keep::All, None), 1)
     }
 
-    /// Runs the graph on `b` images stored `[C][H*W][b]`. With `keep` every buffer is kept and
-    /// every op runs on its own; without, buffers are freed after their last reader and the
-    /// elementwise ops after a convolution run in its epilogue (their buffers stay empty).
-    fn run(&self, x: Vec<f32>, b: usize, keep: bool, mut times: Option<&mut Vec<StepTime>>) -> Vec<Vec<f32>> {
+    /// Forward pass of `b` images (NCHW `[b][C][H][W]`) keeping what input gradients of a
+    /// per-image loss need: every PReLU's input (its branch), the output, and the buffers
+    /// listed in `keep` (e.g. the activations a feature-matching loss reads). Everything else
+    /// runs fused, as in [`Net::forward`], and its buffer stays empty, so this costs about what
+    /// the inference forward does. The values are those of [`Net::tape`], bit for bit.
+    ///
+    /// Buffers are stored batch-innermost, `[C][H*W][b]` (see [`Net::activation`]); the
+    /// reverse pass of such a tape takes one seed row per image ([`Net::vjp`] with `r = b`).
+    pub fn tape_batch(&self, images: &[f32], b: usize, keep: &[usize]) -> Tape {
+        self.passes.add(b, 0);
+        let x = batch_innermost(&images[..b * self.input.numel()], self.input, b);
+        let mut ws = self.pool.lease();
+        let buffers = self.run_in(x, b, Keep::Gradients(keep), None, &mut ws);
+        Tape { buffers, images: b, workspace: std::sync::Mutex::new(ws), pool: Some(self.pool.clone()) }
+    }
+
+    /// Runs the graph on `b` images stored `[C][H*W][b]` (see [`Keep`]).
+    fn run(&self, x: Vec<f32>, b: usize, keep: Keep, times: Option<&mut Vec<StepTime>>) -> Vec<Vec<f32>> {
+        self.run_in(x, b, keep, times, &mut Workspace::default())
+    }
+
+    /// [`Net::run`] drawing its buffers from `ws`.
+    fn run_in(&self, x: Vec<f32>, b: usize, keep: Keep, mut times: Option<&mut Vec<StepTime>>, ws: &mut Workspace) -> Vec<Vec<f32>> {
         let mut last_use = vec![0usize; self.shapes.len()];
         let mut readers = vec![0usize; self.shapes.len()];
         for (i, op) in self.ops.iter().enumerate() {
@@ -79,9 +117,9 @@ impl Net {
                 readers[r] += 1;
             }
         }
-        let mut ws = Workspace::default();
         let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(self.shapes.len());
         bufs.push(x);
+        let mut saved: Vec<(usize, Vec<f32>)> = Vec::new();
         let mut i = 0;
         while i < self.ops.len() {
             let t0 = times.is_some().then(Instant::now);
@@ -89,23 +127,33 @@ impl Net {
                 Op::Conv { input, geom, weight, bias } => {
                     let mut epi = Epilogue::bias(bias);
                     let mut end = i + 1;
-                    if !keep {
-                        while let Some(step) = self.fusable(end, &readers, &bufs) {
+                    if !matches!(keep, Keep::All) {
+                        while let Some(step) = self.fusable(end, &readers, &bufs, keep) {
+                            if let (Keep::Gradients(_), Step::PRelu { .. }) = (keep, step) {
+                                // The reverse pass reads a PReLU's input: saved on the way.
+                                let mut buf = ws.take(self.shapes[end].numel() * b);
+                                epi.steps.push(Step::Save { to: SavePtr(buf.as_mut_ptr()) });
+                                saved.push((end, buf));
+                            }
                             epi.steps.push(step);
                             end += 1;
                         }
                     }
-                    (kernels::conv_forward(geom, weight, &bufs[*input], b, &epi, &mut ws), end)
+                    (kernels::conv_forward(geom, weight, &bufs[*input], b, &epi, ws), end)
                 }
-                op => (self.single(op, &mut bufs, b, if keep { &[] } else { &last_use }, i), i + 1),
+                op => (self.single(op, &mut bufs, b, if keep.frees() { &last_use } else { &[] }, i), i + 1),
             };
-            // Buffers of fused ops stay empty; the step's output is the last one's.
+            // Buffers of fused ops stay empty, except those saved; the step's output is the
+            // last one's.
             bufs.resize_with(end, Vec::new);
             bufs.push(y);
+            for (j, buf) in saved.drain(..) {
+                bufs[j] = buf;
+            }
             if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
                 t.push(StepTime { ops: i..end, label: self.label(i..end), seconds: t0.elapsed().as_secs_f64() });
             }
-            if !keep {
+            if keep.frees() {
                 for op in i..end {
                     for r in op_inputs(&self.ops[op]) {
                         if last_use[r] == op {
@@ -120,10 +168,15 @@ impl Net {
     }
 
     /// The epilogue step for op `j`, if it can run inside the convolution writing buffer `j`:
-    /// it is elementwise and the only reader of that buffer.
-    fn fusable<'a>(&'a self, j: usize, readers: &[usize], bufs: &'a [Vec<f32>]) -> Option<Step<'a>> {
+    /// it is elementwise, the only reader of that buffer, and the buffer need not be kept.
+    fn fusable<'a>(&'a self, j: usize, readers: &[usize], bufs: &'a [Vec<f32>], keep: Keep) -> Option<Step<'a>> {
         if readers[j] != 1 {
             return None;
+        }
+        if let Keep::Gradients(listed) = keep {
+            if listed.contains(&j) {
+                return None;
+            }
         }
         match self.ops.get(j)? {
             Op::PRelu { input, slope } if *input == j => Some(Step::PRelu { slope }),

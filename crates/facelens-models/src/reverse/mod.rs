@@ -24,7 +24,7 @@ mod sface;
 mod tensor;
 
 pub use forward::{StepTime, FORWARD_MICRO_BATCH};
-pub use kernels::{ConvGeom, Workspace};
+pub use kernels::{dense_kernel, ConvGeom, Workspace};
 pub use randomise::LayerGroup;
 pub use tensor::{TensorNet, TensorTape};
 
@@ -129,6 +129,33 @@ pub struct Net {
     /// Images forward and seed rows backward so far: what explanations cost in passes,
     /// independent of the machine they ran on.
     pub passes: PassCounter,
+    /// Buffers of finished batch tapes, for the next ones (see [`TapePool`]).
+    pub pool: TapePool,
+}
+
+/// Workspaces that batch tapes ([`Net::tape_batch`]) return their buffers to when dropped, one
+/// per tape alive at once. A training loop tapes the same shapes every step; without reuse,
+/// every buffer is a fresh allocation the kernel zero-fills (a tenth of a decoder training
+/// step). Clones of a net share the pool.
+#[derive(Default, Clone)]
+pub struct TapePool(std::sync::Arc<std::sync::Mutex<Vec<Workspace>>>);
+
+impl std::fmt::Debug for TapePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TapePool")
+    }
+}
+
+impl TapePool {
+    fn lease(&self) -> Workspace {
+        self.0.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default()
+    }
+
+    fn give_back(&self, ws: Workspace) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(ws);
+        }
+    }
 }
 
 /// Counts of the work done through a [`Net`] (forward images, backward seed rows).
@@ -161,23 +188,56 @@ impl Clone for PassCounter {
     }
 }
 
-/// Forward activations of one image, kept for the reverse pass, plus the buffers its
-/// reverse passes recycle.
+/// Forward activations kept for the reverse pass, plus the buffers its reverse passes
+/// recycle: of one image ([`Net::tape`], every buffer) or of a micro-batch
+/// ([`Net::tape_batch`], what gradients need, batch-innermost).
 pub struct Tape {
     buffers: Vec<Vec<f32>>,
+    images: usize,
     workspace: std::sync::Mutex<Workspace>,
+    /// Where the buffers go when the tape is dropped.
+    pool: Option<TapePool>,
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let mut ws = std::mem::take(self.workspace.get_mut().unwrap_or_else(|e| e.into_inner()));
+            for b in self.buffers.drain(..) {
+                ws.give(b);
+            }
+            pool.give_back(ws);
+        }
+    }
 }
 
 impl Tape {
-    /// The network output (raw embedding).
+    fn new(buffers: Vec<Vec<f32>>, images: usize) -> Self {
+        Self { buffers, images, workspace: Default::default(), pool: None }
+    }
+
+    /// Images on the tape.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+
+    /// The network output (raw embedding) of a one-image tape; `[D][b]` for a batch
+    /// (see [`Tape::outputs`]).
     pub fn output(&self) -> &[f32] {
         self.buffers.last().map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// The raw embeddings, `[b][D]`.
+    pub fn outputs(&self) -> Vec<f32> {
+        let out = self.output();
+        let d = out.len() / self.images.max(1);
+        batch_outermost(out, BufShape { c: d, h: 1, w: 1 }, self.images)
     }
 }
 
 impl Net {
     pub fn new(input: BufShape) -> Self {
-        Self { input, ops: Vec::new(), shapes: vec![input], passes: PassCounter::default() }
+        Self { input, ops: Vec::new(), shapes: vec![input], passes: PassCounter::default(), pool: TapePool::default() }
     }
 
     /// Lowers any supported backbone.
@@ -212,6 +272,7 @@ impl Net {
 
     /// Vector-Jacobian products: for `r` seed rows `[r][D]` at the output, returns the
     /// input gradients `[r][C][H][W]` of the taped image. Only input gradients are formed.
+    /// On a tape of `b > 1` images, row `i` is image `i`'s seed and `r` must be `b`.
     pub fn vjp(&self, tape: &Tape, seeds: &[f32], r: usize) -> Vec<f32> {
         self.vjp_to(tape, seeds, r, 0)
     }
@@ -225,20 +286,21 @@ impl Net {
         self.reverse(tape, seeds, r, target, &[])
     }
 
-    /// One input gradient `[C][H][W]` of a loss that depends on the output *and* on
-    /// intermediate activations of the taped image: `seeds` is `dL/d(output)` (`[D]`) and each
-    /// `(buffer, g)` of `inner` adds `dL/d(buffer) = g` (`[C][H][W]`, the layout of
-    /// [`Net::activation`]) where the reverse sweep passes that buffer. Feature-matching
-    /// (perceptual) losses on a frozen backbone need exactly this. Panics when a `g` does not
-    /// have its buffer's size.
+    /// The input gradient of a loss that depends on the output *and* on intermediate
+    /// activations of each taped image: `seeds` is `dL/d(output)` (`[b][D]`) and each
+    /// `(buffer, g)` of `inner` adds `dL/d(buffer) = g` (in the tape's layout, that of
+    /// [`Net::activation`]) where the reverse sweep passes that buffer. Returns
+    /// `[b][C][H][W]`. Feature-matching (perceptual) losses on a frozen backbone need exactly
+    /// this. Panics when a `g` does not have its buffer's size.
     pub fn vjp_with_inner(&self, tape: &Tape, seeds: &[f32], inner: &[(usize, &[f32])]) -> Vec<f32> {
         for (b, g) in inner {
-            assert_eq!(g.len(), self.shapes[*b].numel(), "vjp_with_inner: seed for buffer {b} has the wrong size");
+            assert_eq!(g.len(), self.shapes[*b].numel() * tape.images, "vjp_with_inner: seed for buffer {b} has the wrong size");
         }
-        self.reverse(tape, seeds, 1, 0, inner)
+        self.reverse(tape, seeds, tape.images, 0, inner)
     }
 
     fn reverse(&self, tape: &Tape, seeds: &[f32], r: usize, target: usize, inner: &[(usize, &[f32])]) -> Vec<f32> {
+        assert!(tape.images == 1 || tape.images == r, "a tape of {} images takes one seed row per image, not {r}", tape.images);
         self.passes.add(0, r);
         let mut guard = tape.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let ws = &mut *guard;
@@ -253,7 +315,7 @@ impl Net {
             }
         }
         grads[n - 1] = Some(gout);
-        // With r = 1 the `[C][P][r]` layout of a gradient is the tape's `[C][P]`. A buffer's
+        // A gradient's `[C][P][r]` layout is the tape's: `[C][P]` (r = 1) or `[C][P][b]`. A buffer's
         // gradient is complete once every op reading it has run, and those all come later in
         // the graph: seeding it before the sweep and accumulating into it is exact.
         for (b, g) in inner {
@@ -273,11 +335,19 @@ impl Net {
                     let plane = self.shapes[*input].plane();
                     let x = &tape.buffers[*input];
                     let mut gx = gy;
-                    // The taped activation has b = 1: one sign per (c, p), shared by the r rows.
+                    // One image taped: one sign per (c, p), shared by the r rows; a batch
+                    // taped: one sign per value, the layouts of `x` and `gx` being the same.
+                    let per_row = if tape.images == 1 { r } else { 1 };
+                    let taped = plane * tape.images;
                     gx.par_chunks_mut(plane * r).enumerate().for_each(|(c, ch)| {
-                        let xs = &x[c * plane..(c + 1) * plane];
+                        let xs = &x[c * taped..(c + 1) * taped];
                         let s = slope[c];
-                        for (rows, &xv) in ch.chunks_mut(r).zip(xs) {
+                        if per_row == 1 {
+                            // A select, not a branch: vectorised.
+                            simd(|| ch.iter_mut().zip(xs).for_each(|(g, &xv)| *g *= if xv < 0.0 { s } else { 1.0 }));
+                            return;
+                        }
+                        for (rows, &xv) in ch.chunks_mut(per_row).zip(xs) {
                             if xv < 0.0 {
                                 rows.iter_mut().for_each(|g| *g *= s);
                             }
@@ -317,7 +387,8 @@ impl Net {
         out
     }
 
-    /// The taped activation of `buffer` for one image, `[C][H][W]`.
+    /// The taped activation of `buffer`: `[C][H][W]` for one image, `[C][H*W][b]` for a
+    /// batch. Empty for a buffer a batch tape did not keep.
     pub fn activation<'t>(&self, tape: &'t Tape, buffer: usize) -> &'t [f32] {
         &tape.buffers[buffer]
     }

@@ -86,7 +86,7 @@ impl Net {
 
     /// A copy of the network with the weights and biases of `ops` re-drawn (see the module docs).
     pub fn randomised(&self, ops: &[usize], seed: u64) -> Net {
-        let mut net = Net { input: self.input, ops: self.ops.clone(), shapes: self.shapes.clone(), passes: Default::default() };
+        let mut net = Net { input: self.input, ops: self.ops.clone(), shapes: self.shapes.clone(), passes: Default::default(), pool: Default::default() };
         for &i in ops {
             let mut rng = Xoshiro256::stream(seed, facelens_core::rng::hash_words(&[STREAM, i as u64]));
             if let Op::Conv { weight, bias, .. } | Op::Dense { weight, bias, .. } = &mut net.ops[i] {
