@@ -5,7 +5,7 @@
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p facelens-recon --example train_bench -- \
 //!     [--model w600k_mbf] [--width 128] [--batch 16] [--steps 8] [--block nearest-conv] \
-//!     [--min-channels 16] [--identity 1] [--perceptual 0] [--pixel 1]`
+//!     [--min-channels 16] [--identity 1] [--perceptual 0] [--pixel 1] [--output-blur 0]`
 
 use std::time::Instant;
 
@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         width,
         min_channels,
         block: serde_json::from_value::<UpsampleKind>(serde_json::Value::String(block.clone()))?,
+        output_blur: arg(&args, "--output-blur", 0.0),
         ..DecoderConfig::default()
     };
     let mut train = TrainConfig {
@@ -109,18 +110,21 @@ fn main() -> anyhow::Result<()> {
     }
     let per = |v: f64| 1e3 * v / steps as f64;
 
-    // The frozen backbone alone, per batch: forward with every activation kept, and one
-    // input-gradient row per image (what the identity term costs).
+    // The frozen backbone alone, per batch: forward keeping what gradients need, and one
+    // input-gradient row per image (what the identity term costs), in the trainer's
+    // micro-batches.
     let net = facelens_models::reverse::Net::from_backbone(&model.backbone)?;
+    let m = facelens_models::reverse::FORWARD_MICRO_BATCH;
     let (mut tape_s, mut vjp_s) = (0.0, 0.0);
     for s in 0..steps {
         let b = synthetic_batch(200 + s, batch, dim);
         let per_image = 3 * 112 * 112;
-        for i in 0..batch {
+        for first in (0..batch).step_by(m) {
+            let k = m.min(batch - first);
             let t0 = Instant::now();
-            let tape = net.tape(&b.images[i * per_image..(i + 1) * per_image]);
+            let tape = net.tape_batch(&b.images[first * per_image..(first + k) * per_image], k, &[]);
             let t1 = Instant::now();
-            let g = net.vjp(&tape, &b.embeddings[i * dim..(i + 1) * dim], 1);
+            let g = net.vjp(&tape, &b.embeddings[first * dim..(first + k) * dim], k);
             tape_s += (t1 - t0).as_secs_f64();
             vjp_s += t1.elapsed().as_secs_f64();
             std::hint::black_box(g);
@@ -135,8 +139,10 @@ fn main() -> anyhow::Result<()> {
             "width": width,
             "min_channels": min_channels,
             "block": block,
+            "output_blur": decoder.output_blur,
             "batch": batch,
             "threads": rayon::current_num_threads(),
+            "dense_kernel": facelens_models::reverse::dense_kernel(),
             "params": trainer.decoder_tensors()?.iter().filter(|(n, _)| !facelens_recon::decoder::is_buffer(n)).map(|(_, t)| t.elem_count()).sum::<usize>(),
             "loss": {"pixel": train.loss.pixel, "identity": train.loss.identity, "perceptual": train.loss.perceptual},
             "images_per_s": batch as f64 / step_s,

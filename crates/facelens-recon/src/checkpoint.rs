@@ -205,6 +205,13 @@ pub fn decoder_from_tensors(
 
 /// Loads a decoder for inference from a training checkpoint or an exported decoder file.
 pub fn load_decoder(path: &Path, device: &Device) -> Result<Decoder> {
+    let (config, tensors) = decoder_weights(path, device)?;
+    decoder_from_tensors(path, &config, tensors, device)
+}
+
+/// The decoder config and variables (names without the `model.` prefix) of a training
+/// checkpoint or an exported decoder file, checked to be finite but not against a layout.
+pub fn decoder_weights(path: &Path, device: &Device) -> Result<(DecoderConfig, HashMap<String, Tensor>)> {
     let bytes = facelens_core::fs::read(path).map_err(|e| ReconError::io(path, "cannot read decoder", e))?;
     let corrupt = |reason: String| ReconError::CorruptCheckpoint {
         path: path.into(),
@@ -215,7 +222,7 @@ pub fn load_decoder(path: &Path, device: &Device) -> Result<Decoder> {
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.contains_key(CHECKPOINT_META) {
         let ck = Checkpoint::load(path, device)?;
-        return decoder_from_tensors(path, &ck.meta.decoder, ck.model_tensors(), device);
+        return Ok((ck.meta.decoder.clone(), ck.model_tensors()));
     }
     let text = meta.get(DECODER_META).ok_or_else(|| {
         corrupt(format!(
@@ -228,5 +235,5 @@ pub fn load_decoder(path: &Path, device: &Device) -> Result<Decoder> {
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| corrupt(e.to_string()))?;
     check_finite(path, &tensors)?;
-    decoder_from_tensors(path, &config, tensors, device)
+    Ok((config, tensors))
 }

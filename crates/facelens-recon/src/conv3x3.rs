@@ -38,7 +38,7 @@ fn window(c: usize, h: usize, w: usize) -> Window {
     Window { channels: c, h, w, k: 3, stride: 1, pad: 1 }
 }
 
-fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),

@@ -12,7 +12,7 @@
 //! nearest x2 upsampling + conv or a stride-2 transposed conv, BatchNorm/GroupNorm (never the
 //! fused layer norm, which silently cuts the graph), PReLU or leaky ReLU.
 
-use candle_core::{DType, Module, ModuleT, Tensor, D};
+use candle_core::{DType, Module, ModuleT, Tensor, Var, D};
 use candle_nn::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
     GroupNorm, Linear, PReLU, VarBuilder, VarMap,
@@ -20,6 +20,7 @@ use candle_nn::{
 use serde::{Deserialize, Serialize};
 
 use crate::conv3x3::conv3x3;
+use crate::norm_act;
 use crate::error::{ReconError, Result};
 use facelens_core::rng::Xoshiro256;
 
@@ -87,6 +88,15 @@ pub struct DecoderConfig {
     pub activation: ActivationKind,
     /// 3x3 convolutions per block (the first one follows the upsampling).
     pub convs_per_block: usize,
+    /// A fixed low-pass filter on the output image: `[a, 1 - 2a, a]` along rows and columns
+    /// (edge replicated), `0 <= a <= 0.25`; 0 = none. Nearest-neighbour up-blocks leave
+    /// energy at the period-2 frequencies (a grid) that no pixel loss removes, because the
+    /// identity term through a stride-2 backbone rewards it; the filter takes the gain at
+    /// exactly those frequencies to `1 - 4a` (0 at `a = 0.25`, the binomial `[1, 2, 1] / 4`)
+    /// while the convolutions keep their full resolution, as the FIR filters of StyleGAN2's
+    /// up-sampling layers do (Karras et al., "Analyzing and Improving the Image Quality of
+    /// StyleGAN", CVPR 2020).
+    pub output_blur: f64,
 }
 
 impl Default for DecoderConfig {
@@ -100,6 +110,7 @@ impl Default for DecoderConfig {
             groups: 32,
             activation: ActivationKind::Prelu,
             convs_per_block: 1,
+            output_blur: 0.0,
         }
     }
 }
@@ -130,6 +141,12 @@ impl DecoderConfig {
         count("decoder.convs_per_block", self.convs_per_block, 1, MAX_CONVS_PER_BLOCK)?;
         let lo = usize::from(self.norm == NormKind::Group);
         count("decoder.groups", self.groups, lo, MAX_WIDTH)?;
+        if !(0.0..=0.25).contains(&self.output_blur) {
+            return Err(ReconError::Config(format!(
+                "decoder.output_blur = {}: must be within [0, 0.25] (the filter is [a, 1 - 2a, a])",
+                self.output_blur
+            )));
+        }
         Ok(())
     }
 }
@@ -179,10 +196,32 @@ impl Norm {
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         match self {
+            Norm::Batch(bn) if train && norm_act::fast(xs) && bn.running_mean().is_variable() => batch_norm_step(bn, xs),
             Norm::Batch(bn) => bn.forward_t(xs, train),
             Norm::Group(gn) => gn.forward(xs),
         }
     }
+}
+
+/// A training-mode BatchNorm step on the CPU: the single-pass op, then the running statistics
+/// as candle's `BatchNorm` keeps them (unbiased variance, `momentum` on the new value).
+fn batch_norm_step(bn: &BatchNorm, xs: &Tensor) -> candle_core::Result<Tensor> {
+    let (gamma, beta) = bn
+        .weight_and_bias()
+        .ok_or_else(|| candle_core::Error::Msg("decoder BatchNorm without affine parameters".into()))?;
+    let (y, mean, var) = norm_act::batch_norm_train(xs, gamma, beta, bn.eps())?;
+    let (b, _, h, w) = xs.dims4()?;
+    let n = (b * h * w) as f64;
+    let m = bn.momentum();
+    let update = |running: &Tensor, batch: Vec<f64>, factor: f64| -> candle_core::Result<()> {
+        let old: Vec<f32> = running.to_vec1()?;
+        let new: Vec<f32> = old.iter().zip(&batch).map(|(r, v)| (*r as f64 * (1.0 - m) + v * factor * m) as f32).collect();
+        // A variable's tensor: `from_tensor` shares its storage, so `set` updates the layer.
+        Var::from_tensor(running)?.set(&Tensor::from_vec(new, old.len(), running.device())?)
+    };
+    update(bn.running_mean(), mean, 1.0)?;
+    update(bn.running_var(), var, n / (n - 1.0).max(1.0))?;
+    Ok(y)
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +240,7 @@ impl Activation {
 
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
+            Activation::Prelu(p) if norm_act::fast(xs) && xs.rank() == 4 => norm_act::prelu(xs, p.weight()),
             Activation::Prelu(p) => p.forward(xs),
             // relu(x) - a * relu(-x): built from ops with well-tested gradients.
             Activation::Leaky(a) => xs.relu()? - (xs.neg()?.relu()? * *a)?,
@@ -278,6 +318,7 @@ impl UpBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (_, _, hh, ww) = xs.dims4()?;
         let mut h = match self.block {
+            UpsampleKind::NearestConv if norm_act::fast(xs) => norm_act::upsample_nearest2x(xs)?,
             UpsampleKind::NearestConv => xs.upsample_nearest2d(2 * hh, 2 * ww)?,
             UpsampleKind::BilinearConv => upsample_bilinear2x(xs)?,
             UpsampleKind::ConvTranspose => xs.clone(),
@@ -380,7 +421,12 @@ impl Decoder {
         for b in &self.blocks {
             h = b.forward_t(&h, train)?;
         }
-        Ok(conv2d_3x3(&self.to_rgb, &h)?.tanh()?)
+        let rgb = conv2d_3x3(&self.to_rgb, &h)?.tanh()?;
+        let a = self.config.output_blur;
+        if a == 0.0 {
+            return Ok(rgb);
+        }
+        Ok(blur3(&blur3(&rgb, 2, a)?, 3, a)?)
     }
 
     /// Inference: BatchNorm uses its running statistics.
@@ -397,14 +443,17 @@ impl Decoder {
 /// it is built here: from ops whose gradients candle computes correctly.
 pub fn upsample_bilinear2x(xs: &Tensor) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
-    let up = xs.upsample_nearest2d(2 * h, 2 * w)?;
-    let blur = |t: &Tensor, dim: usize| -> candle_core::Result<Tensor> {
-        let n = t.dim(dim)?;
-        let padded = Tensor::cat(&[t.narrow(dim, 0, 1)?, t.clone(), t.narrow(dim, n - 1, 1)?], dim)?;
-        let centre = (padded.narrow(dim, 1, n)? * 2.0)?;
-        ((padded.narrow(dim, 0, n)? + centre)? + padded.narrow(dim, 2, n)?)? * 0.25
-    };
-    blur(&blur(&up, 2)?, 3)
+    let up = if norm_act::fast(xs) { norm_act::upsample_nearest2x(xs)? } else { xs.upsample_nearest2d(2 * h, 2 * w)? };
+    blur3(&blur3(&up, 2, 0.25)?, 3, 0.25)
+}
+
+/// The filter `[a, 1 - 2a, a]` along `dim`, edge replicated, from ops whose gradients candle
+/// computes correctly.
+fn blur3(t: &Tensor, dim: usize, a: f64) -> candle_core::Result<Tensor> {
+    let n = t.dim(dim)?;
+    let padded = Tensor::cat(&[t.narrow(dim, 0, 1)?, t.clone(), t.narrow(dim, n - 1, 1)?], dim)?;
+    let sides = (padded.narrow(dim, 0, n)? + padded.narrow(dim, 2, n)?)?;
+    (sides * a)? + (padded.narrow(dim, 1, n)? * (1.0 - 2.0 * a))?
 }
 
 /// A padded 3x3 `Conv2d` through [`conv3x3`] (same parameters, GEMM backward on the CPU).

@@ -5,7 +5,8 @@
 //! regions. The crate is organised by responsibility:
 //!
 //! * [`decoder`]: the network `D: R^N -> 3x112x112` and its configuration; [`conv3x3`] its
-//!   convolutions with a GEMM backward pass on the CPU.
+//!   convolutions with a GEMM backward pass on the CPU, [`norm_act`] its BatchNorm, PReLU
+//!   and upsampling as single passes on the CPU.
 //! * [`losses`]: masked L1, identity loss through the frozen backbone, SSIM.
 //! * [`adamw`], [`schedule`], [`checkpoint`], [`trainer`]: a training step whose whole
 //!   state (weights, BatchNorm buffers, optimizer moments, step, `facelens_core` RNG) is saved atomically, so a
@@ -32,6 +33,7 @@ pub mod eval;
 pub mod losses;
 pub mod metrics;
 pub mod net_loss;
+pub mod norm_act;
 pub mod probe;
 pub mod run;
 pub mod schedule;

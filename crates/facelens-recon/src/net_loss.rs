@@ -15,7 +15,7 @@
 //! decoder parameter.
 
 use candle_core::{Device, Tensor};
-use facelens_models::reverse::{Net, Op};
+use facelens_models::reverse::{Net, Op, FORWARD_MICRO_BATCH};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -67,35 +67,45 @@ pub fn net_terms(
     let per = c * h * w;
     let layers = if perceptual != 0.0 { feature_layers(net) } else { Vec::new() };
     let scale = 1.0 / b.max(1) as f64;
-    let results: Vec<(f64, f64, Vec<f32>)> = (0..b)
+    // Micro-batches of the fused forward's size, side by side on the threads: each keeps
+    // only what its reverse pass reads.
+    let m = FORWARD_MICRO_BATCH;
+    let chunks: Vec<(usize, usize)> = (0..b).step_by(m).map(|i| (i, m.min(b - i))).collect();
+    let results: Vec<(f64, f64, Vec<f32>)> = chunks
         .into_par_iter()
-        .map(|i| {
-            let tape = net.tape(&pixels[i * per..(i + 1) * per]);
-            let e = tape.output();
-            let norm = e.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
-            let zi = &targets[i * d..(i + 1) * d];
-            let cos: f64 = e.iter().zip(zi).map(|(a, t)| *a as f64 / norm * *t as f64).sum();
-            // d(1 - cos)/de = -(z - cos u)/|e| with u = e/|e|.
-            let seed: Vec<f32> = e
-                .iter()
-                .zip(zi)
-                .map(|(a, t)| (identity * scale * -(*t as f64 - cos * *a as f64 / norm) / norm) as f32)
-                .collect();
+        .map(|(first, k)| {
+            let tape = net.tape_batch(&pixels[first * per..(first + k) * per], k, &layers);
+            let outputs = tape.outputs();
+            let mut seeds = vec![0f32; k * d];
+            let mut cos_sum = 0.0;
+            for i in 0..k {
+                let e = &outputs[i * d..(i + 1) * d];
+                let norm = e.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+                let zi = &targets[(first + i) * d..(first + i + 1) * d];
+                let cos: f64 = e.iter().zip(zi).map(|(a, t)| *a as f64 / norm * *t as f64).sum();
+                cos_sum += 1.0 - cos;
+                // d(1 - cos)/de = -(z - cos u)/|e| with u = e/|e|.
+                for ((s, a), t) in seeds[i * d..(i + 1) * d].iter_mut().zip(e).zip(zi) {
+                    *s = (identity * scale * -(*t as f64 - cos * *a as f64 / norm) / norm) as f32;
+                }
+            }
             let mut feature_loss = 0.0;
             let mut inner: Vec<(usize, Vec<f32>)> = Vec::with_capacity(layers.len());
             if !layers.is_empty() {
-                let source = net.tape(&sources[i * per..(i + 1) * per]);
+                let source = net.tape_batch(&sources[first * per..(first + k) * per], k, &layers);
                 for &l in &layers {
+                    // Batch-innermost `[C][P][k]`: value j belongs to image j % k.
                     let (a_hat, a) = (net.activation(&tape, l), net.activation(&source, l));
-                    let energy = a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + 1e-6;
+                    let mut energy = vec![1e-6f64; k];
+                    a.iter().enumerate().for_each(|(j, v)| energy[j % k] += (*v as f64).powi(2));
                     let diff: Vec<f64> = a_hat.iter().zip(a).map(|(p, q)| (*p - *q) as f64).collect();
-                    feature_loss += diff.iter().map(|v| v * v).sum::<f64>() / energy;
-                    let k = perceptual * scale * 2.0 / energy;
-                    inner.push((l, diff.iter().map(|v| (k * v) as f32).collect()));
+                    feature_loss += diff.iter().enumerate().map(|(j, v)| v * v / energy[j % k]).sum::<f64>();
+                    let g = diff.iter().enumerate().map(|(j, v)| (perceptual * scale * 2.0 / energy[j % k] * v) as f32);
+                    inner.push((l, g.collect()));
                 }
             }
             let inner_refs: Vec<(usize, &[f32])> = inner.iter().map(|(l, g)| (*l, g.as_slice())).collect();
-            (1.0 - cos, feature_loss, net.vjp_with_inner(&tape, &seed, &inner_refs))
+            (cos_sum, feature_loss, net.vjp_with_inner(&tape, &seeds, &inner_refs))
         })
         .collect();
     let mean = |f: &dyn Fn(&(f64, f64, Vec<f32>)) -> f64| results.iter().map(f).sum::<f64>() * scale;

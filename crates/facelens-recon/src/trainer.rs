@@ -48,6 +48,9 @@ pub struct TrainConfig {
     pub nan_patience: u32,
     /// Testing knob: steps whose loss is replaced by NaN.
     pub debug_nan_steps: Vec<u64>,
+    /// A decoder file or training checkpoint whose weights start a fresh run (the optimizer
+    /// and schedule start afresh); its layers must be this run's. "" = seeded initialisation.
+    pub init_from: String,
     pub loss: LossConfig,
 }
 
@@ -65,6 +68,7 @@ impl Default for TrainConfig {
             embedding_noise: 0.0,
             nan_patience: 3,
             debug_nan_steps: Vec::new(),
+            init_from: String::new(),
             loss: LossConfig::default(),
         }
     }
@@ -327,6 +331,34 @@ impl Trainer {
             var.set(&t.to_device(&self.device)?)?;
         }
         self.opt.load_state(&snap.tensors, snap.optimizer_step)
+    }
+
+    /// Replaces the decoder's weights and BatchNorm statistics by those saved in `path` (see
+    /// [`TrainConfig::init_from`]); the optimizer state is untouched. Every variable must be
+    /// present with its shape, and nothing else.
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        let (_, tensors) = crate::checkpoint::decoder_weights(path, &self.device)?;
+        let layout: HashMap<String, Vec<usize>> = self.vars.iter().map(|(n, v)| (n.clone(), v.dims().to_vec())).collect();
+        if let Some(extra) = tensors.keys().find(|k| !layout.contains_key(*k)) {
+            return Err(ReconError::CorruptCheckpoint {
+                path: path.into(),
+                reason: format!("`{extra}` is not a variable of this run's decoder (train.init_from needs the same layers)"),
+            });
+        }
+        for (name, var) in &self.vars {
+            let t = tensors.get(name).ok_or_else(|| ReconError::MissingTensor { path: path.into(), name: name.clone() })?;
+            if t.dims() != var.dims() {
+                return Err(ReconError::WrongShape {
+                    path: path.into(),
+                    name: name.clone(),
+                    expected: var.dims().to_vec(),
+                    got: t.dims().to_vec(),
+                });
+            }
+            var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+        }
+        self.good = self.snapshot()?;
+        Ok(())
     }
 
     /// Writes a checkpoint atomically; it becomes the state NaN recovery returns to.

@@ -271,3 +271,42 @@ fn training_reduces_the_loss_on_a_fixed_batch() {
         losses[29]
     );
 }
+
+#[test]
+fn init_from_starts_a_run_at_saved_weights_and_refuses_other_layers() {
+    let dev = Device::Cpu;
+    let data = tiny_data(8, 2, 5);
+    let mut first = Trainer::new(decoder_cfg(), train_cfg(4), Some(tiny_backbone()), &dev).unwrap();
+    run(&mut first, &data, 0, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("decoder.safetensors");
+    facelens_recon::checkpoint::save_decoder(&saved, first.decoder_config(), &first.decoder_tensors().unwrap()).unwrap();
+
+    // A different seed, then the saved weights: the same decoder, at step 0 with a fresh optimizer.
+    let mut second = Trainer::new(decoder_cfg(), TrainConfig { seed: 9, ..train_cfg(4) }, Some(tiny_backbone()), &dev).unwrap();
+    second.load_weights(&saved).unwrap();
+    assert_eq!(second.step_index(), 0);
+    let z = candle_core::Tensor::randn(0f32, 1.0, (3, DIM), &dev).unwrap();
+    assert_eq!(bits(&first.decoder().decode(&z).unwrap()), bits(&second.decoder().decode(&z).unwrap()));
+
+    // With a low-pass on the output the layers are the same: the weights load, the pictures
+    // are the filtered ones.
+    let blurred = DecoderConfig { output_blur: 0.25, ..decoder_cfg() };
+    let mut third = Trainer::new(blurred, train_cfg(4), Some(tiny_backbone()), &dev).unwrap();
+    third.load_weights(&saved).unwrap();
+    assert_ne!(bits(&first.decoder().decode(&z).unwrap()), bits(&third.decoder().decode(&z).unwrap()));
+
+    // Other layers: refused, naming the file.
+    let wider = DecoderConfig { width: 32, ..decoder_cfg() };
+    let mut fourth = Trainer::new(wider, train_cfg(4), Some(tiny_backbone()), &dev).unwrap();
+    let err = fourth.load_weights(&saved).unwrap_err().to_string();
+    assert!(err.contains("decoder.safetensors"), "{err}");
+}
+
+#[test]
+fn output_blur_out_of_range_is_refused_by_name() {
+    for a in [-0.1, 0.3, f64::NAN] {
+        let err = DecoderConfig { output_blur: a, ..decoder_cfg() }.validate().unwrap_err().to_string();
+        assert!(err.contains("decoder.output_blur"), "{err}");
+    }
+}

@@ -125,7 +125,7 @@ fn main() -> Result<()> {
                 let m = median(&mut times);
                 println!(
                     "{}",
-                    serde_json::json!({"model": model.spec.name, "impl": "facelens", "threads": threads, "batch": b, "ms_per_batch": m * 1e3, "images_per_s": b as f64 / m})
+                    serde_json::json!({"model": model.spec.name, "impl": "facelens", "threads": threads, "batch": b, "ms_per_batch": m * 1e3, "images_per_s": b as f64 / m, "dense_kernel": facelens_models::reverse::dense_kernel()})
                 );
             }
         }

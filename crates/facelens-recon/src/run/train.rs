@@ -154,7 +154,13 @@ pub fn train(
     } else {
         let mut dcfg = cfg.decoder.clone();
         dcfg.embedding_dim = model.spec.embedding_dim;
-        Trainer::new(dcfg, cfg.train.clone(), Some(backbone), device)?
+        let mut t = Trainer::new(dcfg, cfg.train.clone(), Some(backbone), device)?;
+        if !cfg.train.init_from.is_empty() {
+            let path = PathBuf::from(&cfg.train.init_from);
+            t.load_weights(&path)?;
+            observer.on_message(&RunMessage::Note(format!("decoder weights from {}", path.display())));
+        }
+        t
     };
     let first = trainer.step_index();
     let wanted = cfg.eval.faces.max(cfg.log.panel_faces);
