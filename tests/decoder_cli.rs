@@ -59,8 +59,10 @@ fn reconstruct_writes_a_panel_and_scores_identity() {
         // So does a model the decoder never saw, if less surely.
         let judged = s["judge_identity_cos"].as_f64().unwrap();
         assert!(judged > 0.1 && judged <= 1.0, "SFace identity cosine {judged}");
-        assert!(s["psnr_db"].as_f64().unwrap() > 8.0);
-        assert!(s["face_psnr_luma_db"].as_f64().unwrap() > 8.0);
+        // The whole crop includes background the decoder cannot know (and colour against a
+        // grey photo): only a sanity bound. The face region is what is reconstructed.
+        assert!(s["psnr_db"].as_f64().unwrap() > 5.0);
+        assert!(s["face_psnr_luma_db"].as_f64().unwrap() > 10.0);
         let ssim = s["face_ssim_luma"].as_f64().unwrap();
         assert!(ssim > 0.0 && ssim < 1.0, "face SSIM {ssim}");
         assert!(s["checkerboard_ratio"].as_f64().unwrap() > 0.0);

@@ -13,7 +13,7 @@ embeddings, one new batch per step.
 
     python decoder_train_torch.py [--onnx ../shared/models/w600k_mbf.onnx] [--width 128]
         [--min-channels 16] [--batch 16] [--steps 8] [--block nearest-conv|bilinear-conv|conv-transpose]
-        [--threads 1] [--pixel 1] [--identity 1] [--perceptual 0]
+        [--threads 1] [--pixel 1] [--identity 1] [--perceptual 0] [--output-blur 0]
 
 Prints one JSON line with the keys of train_bench.rs (impl "pytorch"): images/s and ms per whole
 step over --steps timed steps after 2 warm-up steps, and the per-phase times (decoder forward,
@@ -71,9 +71,10 @@ class ConvUnit(nn.Module):
 class Decoder(nn.Module):
     """Parameter names as in decoder.rs: fc, fc_norm, fc_act, blocks.{i}.0.{conv,norm,act}, to_rgb."""
 
-    def __init__(self, dim, width, min_channels, block):
+    def __init__(self, dim, width, min_channels, block, output_blur=0.0):
         super().__init__()
         self.width = width
+        self.output_blur = output_blur
         self.fc = nn.Linear(dim, width * SEED_SIDE * SEED_SIDE)
         self.fc_norm = nn.BatchNorm2d(width, eps=1e-5, momentum=0.1)
         self.fc_act = nn.PReLU(width, init=0.25)
@@ -109,7 +110,16 @@ class Decoder(nn.Module):
         for units in self.blocks:
             for u in units:
                 h = u(h)
-        return torch.tanh(self.to_rgb(h))
+        rgb = torch.tanh(self.to_rgb(h))
+        a = self.output_blur
+        if a == 0.0:
+            return rgb
+        # decoder.rs output_blur: [a, 1 - 2a, a] along rows, then columns, edge replicated.
+        for dim in (2, 3):
+            p = torch.cat([rgb.narrow(dim, 0, 1), rgb, rgb.narrow(dim, rgb.shape[dim] - 1, 1)], dim)
+            n = rgb.shape[dim]
+            rgb = (p.narrow(dim, 0, n) + p.narrow(dim, 2, n)) * a + p.narrow(dim, 1, n) * (1.0 - 2.0 * a)
+        return rgb
 
 
 def feature_layers(backbone):
@@ -189,6 +199,7 @@ def main():
     ap.add_argument("--pixel", type=float, default=1.0)
     ap.add_argument("--identity", type=float, default=1.0)
     ap.add_argument("--perceptual", type=float, default=0.0)
+    ap.add_argument("--output-blur", type=float, default=0.0, help="decoder.output_blur: [a, 1-2a, a] on the output")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--clip", type=float, default=5.0, help="global grad-norm clipping (0 = off)")
@@ -208,7 +219,7 @@ def main():
         dim = backbone(torch.zeros(1, 3, OUTPUT_SIDE, OUTPUT_SIDE)).shape[1]
     layers = feature_layers(backbone) if args.perceptual != 0 else []
 
-    decoder = Decoder(dim, args.width, args.min_channels, args.block).train()
+    decoder = Decoder(dim, args.width, args.min_channels, args.block, args.output_blur).train()
     params = [p for p in decoder.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     # AdamW's defaults in adamw.rs: no weight decay on 1-D parameters (biases, norm scales, slopes).
@@ -268,6 +279,7 @@ def main():
         "width": args.width,
         "min_channels": args.min_channels,
         "block": args.block,
+        "output_blur": args.output_blur,
         "batch": args.batch,
         "threads": torch.get_num_threads(),
         "loss": weights,
