@@ -175,6 +175,16 @@ pub fn decoder_from_tensors(
         .iter()
         .map(|(k, v)| (k.clone(), v.dims().to_vec()))
         .collect();
+    check_layout(path, &expected, &tensors)?;
+    Decoder::new(
+        config,
+        VarBuilder::from_tensors(tensors, DType::F32, device),
+    )
+}
+
+/// Checks that `tensors` (read from `path`) holds every name of `expected` with its shape, and
+/// nothing else.
+pub(crate) fn check_layout(path: &Path, expected: &HashMap<String, Vec<usize>>, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let mut names: Vec<&String> = expected.keys().collect();
     names.sort();
     for name in names {
@@ -197,10 +207,7 @@ pub fn decoder_from_tensors(
             reason: format!("unexpected tensor `{extra}` for this decoder config"),
         });
     }
-    Decoder::new(
-        config,
-        VarBuilder::from_tensors(tensors, DType::F32, device),
-    )
+    Ok(())
 }
 
 /// Loads a decoder for inference from a training checkpoint or an exported decoder file.

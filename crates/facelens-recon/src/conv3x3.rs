@@ -46,7 +46,7 @@ pub(crate) fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle
     }
 }
 
-fn dims4(l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
+pub(crate) fn dims4(l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
 

@@ -15,15 +15,11 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv3x3::cpu_slice;
+use crate::conv3x3::{cpu_slice, dims4};
 
 /// Whether the single-pass CPU versions apply to `x`.
 pub fn fast(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == candle_core::DType::F32
-}
-
-fn dims4(l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
-    l.shape().dims4()
 }
 
 /// Per-channel mean and biased variance of `x: (B, C, H, W)`, summed in f64.

@@ -339,23 +339,9 @@ impl Trainer {
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         let (_, tensors) = crate::checkpoint::decoder_weights(path, &self.device)?;
         let layout: HashMap<String, Vec<usize>> = self.vars.iter().map(|(n, v)| (n.clone(), v.dims().to_vec())).collect();
-        if let Some(extra) = tensors.keys().find(|k| !layout.contains_key(*k)) {
-            return Err(ReconError::CorruptCheckpoint {
-                path: path.into(),
-                reason: format!("`{extra}` is not a variable of this run's decoder (train.init_from needs the same layers)"),
-            });
-        }
+        crate::checkpoint::check_layout(path, &layout, &tensors)?;
         for (name, var) in &self.vars {
-            let t = tensors.get(name).ok_or_else(|| ReconError::MissingTensor { path: path.into(), name: name.clone() })?;
-            if t.dims() != var.dims() {
-                return Err(ReconError::WrongShape {
-                    path: path.into(),
-                    name: name.clone(),
-                    expected: var.dims().to_vec(),
-                    got: t.dims().to_vec(),
-                });
-            }
-            var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+            var.set(&tensors[name].to_dtype(var.dtype())?.to_device(&self.device)?)?;
         }
         self.good = self.snapshot()?;
         Ok(())

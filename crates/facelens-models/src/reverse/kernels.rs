@@ -274,36 +274,9 @@ fn row_tap(src: &[f32], out: &mut [f32], w: f32, kx: usize, g: &ConvGeom, b: usi
     }
 }
 
-/// The three horizontal taps of a 3x3, stride-1, pad-1 convolution over one row in a
-/// single pass: `out[j] += p*src[j-b] + c*src[j] + n*src[j+b]` (terms outside the row
-/// dropped). The input gradient uses the kernel row `(w0, w1, w2)` reversed as `(p, c, n)`. One read-modify-write of `out` instead of three.
-#[inline]
-fn fused3(out: &mut [f32], src: &[f32], (p, c, n): (f32, f32, f32), b: usize) {
-    let len = out.len();
-    debug_assert_eq!(len, src.len());
-    if len < 2 * b {
-        out.iter_mut().zip(src).for_each(|(o, s)| *o += c * s);
-        return;
-    }
-    for j in 0..b {
-        out[j] += c * src[j] + n * src[j + b];
-    }
-    let interior = out[b..len - b].iter_mut().zip(src[..len - 2 * b].iter().zip(&src[b..len - b]).zip(&src[2 * b..]));
-    for (o, ((s0, s1), s2)) in interior {
-        *o += p * s0 + c * s1 + n * s2;
-    }
-    for j in len - b..len {
-        out[j] += p * src[j - b] + c * src[j];
-    }
-}
-
-/// Whether [`fused3`] applies: 3x3, stride 1, pad 1 (rows keep their width).
-fn is_same_3x3(g: &ConvGeom) -> bool {
-    g.k == 3 && g.stride == 1 && g.pad == 1
-}
-
 /// Input gradient of a direct grouped/depthwise convolution into the zeroed `gx`,
-/// parallel over input channels.
+/// parallel over input channels: the strided layers and paddings of a kernel's size or more
+/// (stride 1 otherwise runs on the forward's kernel, see [`conv_backward_input`]).
 fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mut gx: Vec<f32>) -> Vec<f32> {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
     let op = oh * ow;
@@ -322,11 +295,6 @@ fn grouped_backward_input(g: &ConvGeom, weight: &[f32], gy: &[f32], b: usize, mu
                 for ky in 0..g.k {
                     let Some(iy) = tap(oy, ky, g.stride, g.pad, g.h) else { continue };
                     let irow = &mut dst[iy * irow_len..(iy + 1) * irow_len];
-                    if is_same_3x3(g) {
-                        let w = &wk[ky * 3..ky * 3 + 3];
-                        fused3(irow, orow, (w[2], w[1], w[0]), b);
-                        continue;
-                    }
                     for kx in 0..g.k {
                         row_tap(orow, irow, wk[ky * g.k + kx], kx, g, b, ow);
                     }
