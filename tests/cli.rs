@@ -336,6 +336,64 @@ fn eval_views_print_their_json() {
     assert_eq!(std::fs::read_dir(out.join("panels")).unwrap().count(), 2);
 }
 
+/// `--maps DIR`: a pair explained once serves later runs with another fill, and a run served from
+/// the folder scores exactly what a run that explains again scores.
+#[test]
+#[ignore = "needs ../shared and fetched weights (scripts/setup.sh)"]
+fn eval_xfv_reuses_stored_maps_across_fills() {
+    let ck = checkpoints();
+    let lfw_dir = shared("data/lfw");
+    let (pairs, images, lm) = (lfw_dir.join("pairs.txt"), lfw_dir.join("images"), landmarks());
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("maps");
+    let run = |fill: &str, with_maps: bool, per_pair: &str| {
+        let per_pair = dir.path().join(per_pair);
+        let mut args = vec![
+            "eval", "xfv", "--method", "score-gradient", "--limit", "1", "--perturb", "by-kind", "--step", "25",
+            "--fill", fill, "--json", "--per-pair", per_pair.to_str().unwrap(),
+            "--pairs", pairs.to_str().unwrap(), "--images", images.to_str().unwrap(), "--landmarks", lm.as_str(),
+        ];
+        if with_maps {
+            args.extend(["--maps", maps.to_str().unwrap()]);
+        }
+        let o = facelens(&ck, &args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let rows: Vec<serde_json::Value> =
+            std::fs::read_to_string(&per_pair).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (o, rows)
+    };
+    let aucs = |rows: &[serde_json::Value]| rows.iter().map(|r| (r["line"].clone(), r["deletion"].clone(), r["insertion"].clone())).collect::<Vec<_>>();
+    let (first, first_rows) = run("grey", true, "grey-1.jsonl");
+    assert!(!stderr(&first).contains("maps of"), "nothing stored yet: {}", stderr(&first));
+    let stored: Vec<_> = walk(&maps).into_iter().filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    assert_eq!(stored.len(), 2, "one entry per pair: {stored:?}");
+    // Served from the folder: same output, and the seconds of the run that explained the pair.
+    let (again, again_rows) = run("grey", true, "grey-2.jsonl");
+    assert!(stderr(&again).contains("maps of 2 from"), "{}", stderr(&again));
+    assert_eq!(again.stdout, first.stdout);
+    assert_eq!(again_rows, first_rows);
+    // Another fill from stored maps scores what it scores with maps explained afresh.
+    let (road_cached, road_cached_rows) = run("road", true, "road-1.jsonl");
+    assert!(stderr(&road_cached).contains("maps of 2 from"), "{}", stderr(&road_cached));
+    let (road_fresh, road_fresh_rows) = run("road", false, "road-2.jsonl");
+    assert_eq!(road_cached.stdout, road_fresh.stdout);
+    assert_eq!(aucs(&road_cached_rows), aucs(&road_fresh_rows));
+    assert_ne!(road_cached.stdout, first.stdout, "road and grey differ on these pairs");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn eval_views_refuse_bad_settings_before_loading() {
     let dir = tempfile::tempdir().unwrap();

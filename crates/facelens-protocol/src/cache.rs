@@ -1,4 +1,5 @@
-//! A content-addressed store of Deletion/Insertion curves.
+//! Content-addressed stores of Deletion/Insertion curves ([`CurveCache`]) and of explanation
+//! maps ([`MapCache`]).
 //!
 //! A pair's curves under one method depend only on what [`CurveKey`] holds: the backbone's
 //! weights, its threshold and fill value, the method with its settings, the protocol settings as
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::records::MethodCurves;
+use facelens_saliency::SaliencyMaps;
 
 /// Bumped whenever the code that turns a key into curves changes what it computes, so that
 /// curves of older code are never served.
@@ -98,6 +100,121 @@ impl CurveCache {
     }
 }
 
+/// Everything one method's maps of one pair depend on (what [`CurveKey`] holds before the
+/// protocol settings): explained once, a pair's maps serve every fill, step and perturbation
+/// (`facelens eval xfv --maps DIR` with `--fill grey`, then `--fill road`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapKey {
+    pub version: u32,
+    pub weights_sha256: String,
+    /// The threshold explainers are given (FGGB shifts its weights by it).
+    pub threshold: f32,
+    /// The method's kind and settings (a decoder's weights by sha256), as canonical JSON.
+    pub method: String,
+    pub jacobian_rows: usize,
+    /// sha256 of both aligned crops (RGB bytes, A then B).
+    pub crops_sha256: String,
+}
+
+impl MapKey {
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a key of plain fields serialises");
+        hex(&Sha256::digest(json))
+    }
+}
+
+/// A pair's maps as they were explained, with what explaining them cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMaps {
+    pub maps: SaliencyMaps,
+    /// Wall-clock seconds of the explanation that produced them.
+    pub seconds: f64,
+}
+
+/// Names of the four maps in a stored entry (safetensors, `[height, width]` each).
+const MAP_NAMES: [&str; 4] = ["sa_pos", "sa_neg", "sb_pos", "sb_neg"];
+/// Metadata field of a stored entry holding its key and seconds as JSON.
+const MAP_META: &str = "facelens_maps";
+
+/// The store of maps: `<dir>/<first 2 hex digits>/<sha256>.safetensors` (readable by any
+/// safetensors reader; the key is kept in the metadata and checked on lookup), each file written
+/// atomically, so concurrent runs can share one folder.
+#[derive(Debug, Clone)]
+pub struct MapCache {
+    dir: PathBuf,
+}
+
+impl MapCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(&digest[..2]).join(format!("{digest}.safetensors"))
+    }
+
+    /// The maps stored under `key`, if any, with `height` x `width` maps. An entry that cannot be
+    /// read back, holds another key or maps of another size counts as absent (it is rewritten by
+    /// the next [`MapCache::put`]).
+    pub fn get(&self, key: &MapKey, height: usize, width: usize) -> Option<StoredMaps> {
+        let bytes = std::fs::read(self.path(&key.digest())).ok()?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        let meta: MapMeta = serde_json::from_str(header.metadata().as_ref()?.get(MAP_META)?).ok()?;
+        if meta.key != *key || !meta.seconds.is_finite() {
+            return None;
+        }
+        let st = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+        let mut maps = Vec::with_capacity(MAP_NAMES.len());
+        for name in MAP_NAMES {
+            let t = st.tensor(name).ok()?;
+            if t.dtype() != safetensors::Dtype::F32 || t.shape() != [height, width] {
+                return None;
+            }
+            let v: Vec<f32> =
+                t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                return None;
+            }
+            maps.push(v);
+        }
+        let [sa_pos, sa_neg, sb_pos, sb_neg] = <[Vec<f32>; 4]>::try_from(maps).ok()?;
+        Some(StoredMaps { maps: SaliencyMaps { height, width, sa_pos, sa_neg, sb_pos, sb_neg }, seconds: meta.seconds })
+    }
+
+    pub fn put(&self, key: &MapKey, stored: &StoredMaps) -> Result<()> {
+        let path = self.path(&key.digest());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating the map cache", e))?;
+        }
+        let m = &stored.maps;
+        let bytes: Vec<Vec<u8>> = [&m.sa_pos, &m.sa_neg, &m.sb_pos, &m.sb_neg]
+            .iter()
+            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
+        let mut views = Vec::with_capacity(MAP_NAMES.len());
+        for (name, data) in MAP_NAMES.iter().zip(&bytes) {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![m.height, m.width], data)
+                .map_err(|e| Error::invalid(&path, format!("map {name}: {e}")))?;
+            views.push((*name, view));
+        }
+        let meta = MapMeta { key: key.clone(), seconds: stored.seconds };
+        let info = std::collections::HashMap::from([(
+            MAP_META.to_string(),
+            serde_json::to_string(&meta).expect("a key of plain fields serialises"),
+        )]);
+        let bytes = safetensors::serialize(views, Some(info))
+            .map_err(|e| Error::invalid(&path, format!("encoding maps: {e}")))?;
+        facelens_board::run_dir::write_atomic(&path, &bytes)?;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MapMeta {
+    key: MapKey,
+    seconds: f64,
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -147,5 +264,44 @@ mod tests {
         assert_eq!(cache.get(&key()), None);
         cache.put(&key(), &curves).expect("put");
         assert_eq!(cache.get(&key()), Some(curves));
+    }
+
+    #[test]
+    fn maps_come_back_bit_for_bit_under_their_key_and_size_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = MapCache::new(dir.path());
+        let key = MapKey {
+            version: CACHE_VERSION,
+            weights_sha256: "ab".into(),
+            threshold: 0.2,
+            method: "{\"kind\":\"fggb\"}".into(),
+            jacobian_rows: 32,
+            crops_sha256: "cd".into(),
+        };
+        let (h, w) = (3, 2);
+        let ramp = |k: f32| (0..h * w).map(|i| k * i as f32 + 0.1).collect::<Vec<f32>>();
+        let stored = StoredMaps {
+            maps: SaliencyMaps { height: h, width: w, sa_pos: ramp(1.0), sa_neg: ramp(-0.5), sb_pos: ramp(1e-7), sb_neg: ramp(3.0) },
+            seconds: 12.5,
+        };
+        assert_eq!(cache.get(&key, h, w), None);
+        cache.put(&key, &stored).expect("put");
+        assert_eq!(cache.get(&key, h, w), Some(stored.clone()));
+        assert_eq!(cache.get(&key, w, h), None, "maps of another size are a miss");
+        for other in [
+            MapKey { threshold: 0.21, ..key.clone() },
+            MapKey { method: "{\"kind\":\"rise\"}".into(), ..key.clone() },
+            MapKey { crops_sha256: "ce".into(), ..key.clone() },
+            MapKey { version: CACHE_VERSION + 1, ..key.clone() },
+        ] {
+            assert_ne!(other.digest(), key.digest());
+            assert_eq!(cache.get(&other, h, w), None);
+        }
+        // A damaged entry is a miss, and the next put repairs it.
+        let path = cache.path(&key.digest());
+        std::fs::write(&path, b"\x08\0\0\0\0\0\0\0{}").expect("damage");
+        assert_eq!(cache.get(&key, h, w), None);
+        cache.put(&key, &stored).expect("put");
+        assert_eq!(cache.get(&key, h, w), Some(stored));
     }
 }

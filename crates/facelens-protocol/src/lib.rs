@@ -29,7 +29,7 @@ use candle_core::Device;
 use facelens_board::{config as board_config, RunDir};
 
 pub use bench::{Bench, Progress};
-pub use cache::CurveCache;
+pub use cache::{CurveCache, MapCache};
 pub use config::{Config, EXPERIMENT};
 pub use error::{Error, Result};
 pub use records::{Records, Shard, Timings};

@@ -141,7 +141,7 @@ struct Loaded {
 
 /// `--decoder`: a file, an `hf:` reference resolved through the Hugging Face cache like
 /// `--model`, or (not given) the committed default.
-fn decoder_path(given: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn decoder_path(given: Option<&Path>) -> Result<PathBuf> {
     let Some(given) = given else {
         let path = facelens_models::zoo::checkpoints_dir().join(DEFAULT_DECODER);
         if !path.exists() {

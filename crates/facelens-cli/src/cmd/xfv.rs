@@ -17,6 +17,7 @@ use facelens_eval::deletion::{MapKind, PairCurve, Perturb, Protocol};
 use facelens_models::FaceModel;
 use facelens_saliency::{FacePair, GradientEngine};
 use serde::Serialize;
+use facelens_protocol::cache::{MapCache, MapKey, StoredMaps, CACHE_VERSION};
 use facelens_protocol::config::Fill;
 use facelens_protocol::pair::{method_curves, prepare, Prepared};
 use facelens_protocol::report::{cell_from_curves, Cell};
@@ -70,6 +71,12 @@ pub struct XfvEvalArgs {
     /// for paired comparisons between methods.
     #[arg(long, value_name = "FILE")]
     pub per_pair: Option<std::path::PathBuf>,
+    /// Keep each pair's maps in this folder and reuse those of earlier runs: a pair explained
+    /// once serves every `--fill`, `--step` and `--perturb` (entries are keyed by the model's
+    /// weights, the threshold, the method and its settings, and the pair's aligned crops; the
+    /// per-pair seconds are those of the run that explained it).
+    #[arg(long, value_name = "DIR")]
+    pub maps: Option<std::path::PathBuf>,
     /// Print the AUCs as JSON.
     #[arg(long)]
     pub json: bool,
@@ -164,6 +171,18 @@ pub(crate) fn explainer(
     })
 }
 
+/// What a method's maps depend on besides the model, threshold and pair (the key of `--maps`):
+/// its name, and for DFV the decoder's contents rather than its path.
+fn method_identity(method: &str, decoder: Option<&Path>) -> Result<String> {
+    Ok(if method == facelens_protocol::config::DFV {
+        let path = super::decoder::decoder_path(decoder)?;
+        serde_json::json!({ "dfv": { "decoder_sha256": facelens_models::backbone::sha256_file(&path)? } })
+    } else {
+        serde_json::json!({ "method": method })
+    }
+    .to_string())
+}
+
 /// Per-pair curves of one kind of map.
 #[derive(Default)]
 struct KindCurves {
@@ -209,6 +228,15 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         batch: CURVE_BATCH,
     };
     let steps = protocol.steps()?;
+    let maps = match &a.maps {
+        Some(dir) => Some((
+            MapCache::new(dir),
+            facelens_models::backbone::sha256_file(&model.weights_path)?,
+            method_identity(&a.method, a.decoder.as_deref())?,
+        )),
+        None => None,
+    };
+    let mut cached = 0usize;
 
     let order = match a.limit {
         Some(_) => select::shuffled(pairs.len(), a.seed),
@@ -243,23 +271,54 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
                 pair.line
             );
         };
-        let t_explain = Instant::now();
-        let explanation = explainer
-            .explain(engine.as_ref(), FacePair { a: &prepared.a, b: &prepared.b }, threshold)
-            .with_context(|| {
-                format!(
-                    "{} on {} line {}",
-                    a.method,
-                    a.list.pairs.display(),
-                    pair.line
-                )
-            })?;
-        let explanation_s = t_explain.elapsed().as_secs_f64();
+        let key = match &maps {
+            Some((cache, weights_sha256, method)) => {
+                let (Some(crop_a), Some(crop_b)) = (scorer.crop(&pair.a, pair)?, scorer.crop(&pair.b, pair)?) else {
+                    bail!("pair list line {} lost a face between two passes", pair.line);
+                };
+                let key = MapKey {
+                    version: CACHE_VERSION,
+                    weights_sha256: weights_sha256.clone(),
+                    threshold,
+                    method: method.clone(),
+                    jacobian_rows: JACOBIAN_ROWS,
+                    crops_sha256: facelens_protocol::explain::crops_sha256(&crop_a, &crop_b),
+                };
+                Some((cache, key))
+            }
+            None => None,
+        };
+        let (_, h, w) = engine.input_shape();
+        let stored = match key.as_ref().and_then(|(cache, key)| cache.get(key, h, w)) {
+            Some(stored) => {
+                cached += 1;
+                stored
+            }
+            None => {
+                let t_explain = Instant::now();
+                let explanation = explainer
+                    .explain(engine.as_ref(), FacePair { a: &prepared.a, b: &prepared.b }, threshold)
+                    .with_context(|| {
+                        format!(
+                            "{} on {} line {}",
+                            a.method,
+                            a.list.pairs.display(),
+                            pair.line
+                        )
+                    })?;
+                let stored = StoredMaps { maps: explanation.maps, seconds: t_explain.elapsed().as_secs_f64() };
+                if let Some((cache, key)) = &key {
+                    cache.put(key, &stored)?;
+                }
+                stored
+            }
+        };
+        let explanation_s = stored.seconds;
         let curves = method_curves(
             engine.as_ref(),
             &protocol,
             &prepared,
-            &explanation.maps,
+            &stored.maps,
             kind,
             pair.genuine,
         )?;
@@ -307,9 +366,10 @@ pub fn run(a: XfvEvalArgs, device: &Device) -> Result<()> {
         }
     }
     eprintln!(
-        "{} pairs in {wall:.1} s ({:.2} s per pair)",
+        "{} pairs in {wall:.1} s ({:.2} s per pair{})",
         chosen.len(),
-        wall / chosen.len() as f64
+        wall / chosen.len() as f64,
+        if cached > 0 { format!("; maps of {cached} from {}", a.maps.as_deref().unwrap_or(Path::new("")).display()) } else { String::new() }
     );
     if a.json {
         let summary = Summary {
