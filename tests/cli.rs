@@ -394,6 +394,40 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `eval views` joins per-pair files into the table, intervals and TensorBoard; a second run
+/// replaces what the first wrote.
+#[test]
+fn eval_views_writes_the_table_intervals_and_tensorboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("xfv-grey")).unwrap();
+    let row = |line: u32, del: f64| format!("{{\"line\":{line},\"kind\":\"similarity\",\"seconds\":1.5,\"deletion\":{del},\"insertion\":90.0}}\n");
+    std::fs::write(d.join("xfv-grey/fggb.jsonl"), row(1, 20.0) + &row(2, 30.0)).unwrap();
+    std::fs::write(d.join("xfv-grey/random.jsonl"), row(1, 70.0) + &row(2, 60.0)).unwrap();
+    for _ in 0..2 {
+        let o = facelens(d, &["eval", "views", d.to_str().unwrap(), "--resamples", "200"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("| fggb | 25.000 (2) |") && out.contains("| random | 65.000 (2) |"), "{out}");
+    }
+    let intervals = std::fs::read_to_string(d.join("intervals.md")).unwrap();
+    assert!(intervals.contains("| random | -40.000 ["), "{intervals}");
+    assert!(std::fs::read_to_string(d.join("table.csv")).unwrap().starts_with("method,sim Del,sim Del pairs,"));
+    let events: Vec<_> = std::fs::read_dir(d.join("tensorboard")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(events.len(), 1, "one event file after two runs: {events:?}");
+    assert!(!std::fs::read_dir(d).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tensorboard")));
+
+    // A broken file is named with its line; an empty folder is refused.
+    std::fs::write(d.join("xfv-grey/random.jsonl"), row(1, 70.0) + "{\"kind\":\"similarity\"}\n").unwrap();
+    let o = facelens(d, &["eval", "views", d.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("random.jsonl") && stderr(&o).contains("line 2"), "{}", stderr(&o));
+    let empty = tempfile::tempdir().unwrap();
+    let o = facelens(d, &["eval", "views", empty.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no per-pair files"), "{}", stderr(&o));
+}
+
 #[test]
 fn eval_views_refuse_bad_settings_before_loading() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,8 @@
 //! [`cache`] → [`bench`] (records, see [`records`]) → [`report`] (tables) → [`output`] (run
 //! directories, TensorBoard) and [`shards`] (`merge`), with [`draw`] for figures. The views beyond
 //! Deletion/Insertion share its pairs and engines: ROAD is a fill of the same curves
-//! (`protocol.fill = "road"`), [`sanity`] randomises the backbone, [`patch`] plants known evidence.
+//! (`protocol.fill = "road"`), [`sanity`] randomises the backbone, [`patch`] plants known evidence,
+//! and [`views`] joins their per-pair results into one table per backbone.
 
 pub mod bench;
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod sanity;
 pub mod select;
 pub mod shards;
+pub mod views;
 
 use std::path::Path;
 

@@ -37,7 +37,7 @@ def per_pair_aucs(records):
 
 def paired_interval(x, y, resamples, rng):
     """Mean of x[k] - y[k] over the keys both hold, with its 95 % percentile-bootstrap interval over
-    those keys: (pairs, mean, low, high). Shared with views_table.py."""
+    those keys: (pairs, mean, low, high)."""
     diffs = [x[k] - y[k] for k in sorted(x) if k in y]
     n = len(diffs)
     if n == 0:

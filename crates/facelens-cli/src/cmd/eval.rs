@@ -1,7 +1,7 @@
 //! `facelens eval verify`: the LFW View-2 10-fold protocol. The explanation views live in their own
 //! files: `facelens eval xfv` (Deletion/Insertion, and ROAD with `--fill road`) in [`super::xfv`],
 //! `eval sanity` (model randomisation) in [`super::sanity`], `eval patch` (ground-truth patches) in
-//! [`super::patch`].
+//! [`super::patch`], and `eval views` (their table) in [`super::views`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -27,6 +27,9 @@ pub enum EvalCommand {
     /// Ground-truth patches: a facial region of the probe of accepted genuine pairs replaced by an
     /// impostor's; does each explainer's dissimilarity map find the patch?
     Patch(super::patch::PatchEvalArgs),
+    /// One table per backbone over Deletion/Insertion, ROAD, patches and randomisation, from the
+    /// per-pair files of `eval xfv`, `eval patch` and `eval sanity`, with paired bootstrap intervals.
+    Views(super::views::ViewsEvalArgs),
 }
 
 #[derive(Args)]
@@ -57,6 +60,7 @@ pub fn run(cmd: EvalCommand, device: &Device) -> Result<()> {
         EvalCommand::Xfv(a) => return super::xfv::run(a, device),
         EvalCommand::Sanity(a) => return super::sanity::run(a, device),
         EvalCommand::Patch(a) => return super::patch::run(a, device),
+        EvalCommand::Views(a) => return super::views::run(a),
     };
     for out in a.scores.iter().chain(&a.report) {
         crate::output::check_target(out)?;

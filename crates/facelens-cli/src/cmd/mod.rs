@@ -11,6 +11,7 @@ pub mod patch;
 pub mod runs;
 pub mod sanity;
 pub mod verify;
+pub mod views;
 pub mod xfv;
 
 use anyhow::{Context, Result};
