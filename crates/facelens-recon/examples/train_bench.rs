@@ -5,7 +5,7 @@
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p facelens-recon --example train_bench -- \
 //!     [--model w600k_mbf] [--width 128] [--batch 16] [--steps 8] [--block nearest-conv] \
-//!     [--min-channels 16] [--identity 1] [--perceptual 0] [--pixel 1] [--output-blur 0]`
+//!     [--min-channels 16] [--identity 1] [--perceptual 0] [--pixel 1] [--ssim 0] [--output-blur 0]`
 
 use std::time::Instant;
 
@@ -75,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         pixel: arg(&args, "--pixel", 1.0),
         identity: arg(&args, "--identity", 1.0),
         perceptual: arg(&args, "--perceptual", 0.0),
+        ssim: arg(&args, "--ssim", 0.0),
         ..LossConfig::default()
     };
     let backbone = FrozenBackbone::from_model(&model);
@@ -144,7 +145,7 @@ fn main() -> anyhow::Result<()> {
             "threads": rayon::current_num_threads(),
             "dense_kernel": facelens_models::reverse::dense_kernel(),
             "params": trainer.decoder_tensors()?.iter().filter(|(n, _)| !facelens_recon::decoder::is_buffer(n)).map(|(_, t)| t.elem_count()).sum::<usize>(),
-            "loss": {"pixel": train.loss.pixel, "identity": train.loss.identity, "perceptual": train.loss.perceptual},
+            "loss": {"pixel": train.loss.pixel, "identity": train.loss.identity, "perceptual": train.loss.perceptual, "ssim": train.loss.ssim},
             "images_per_s": batch as f64 / step_s,
             "ms_per_step": 1e3 * step_s,
             "ms_decoder_forward": per(fwd),

@@ -7,7 +7,8 @@
 //! * [`decoder`]: the network `D: R^N -> 3x112x112` and its configuration; [`conv3x3`] its
 //!   convolutions with a GEMM backward pass on the CPU, [`norm_act`] its BatchNorm, PReLU
 //!   and upsampling as single passes on the CPU.
-//! * [`losses`]: masked L1, identity loss through the frozen backbone, SSIM.
+//! * [`losses`]: masked L1, identity loss through the frozen backbone, SSIM ([`ssim_op`] its
+//!   single-pass CPU version).
 //! * [`adamw`], [`schedule`], [`checkpoint`], [`trainer`]: a training step whose whole
 //!   state (weights, BatchNorm buffers, optimizer moments, step, `facelens_core` RNG) is saved atomically, so a
 //!   resumed run reproduces the uninterrupted one exactly; NaN steps are skipped and recovered.
@@ -37,6 +38,7 @@ pub mod norm_act;
 pub mod probe;
 pub mod run;
 pub mod schedule;
+pub mod ssim_op;
 pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};

@@ -241,8 +241,17 @@ pub fn identity_loss(e_hat: &Tensor, z: &Tensor) -> Result<Tensor> {
 
 /// Differentiable mean SSIM of two `(N, 3, H, W)` tensors in `[-1, 1]`: the same quantity as
 /// [`crate::metrics::ssim_plane`] on the 8-bit images. SSIM's luminance term is not
-/// shift-invariant, so the values are first mapped to intensities in `[0, 1]`.
+/// shift-invariant, so the values are first mapped to intensities in `[0, 1]`. On the CPU in
+/// f32 this is one pass forward and one backward ([`crate::ssim_op`]).
 pub fn ssim_tensor(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    if crate::norm_act::fast(x) && crate::norm_act::fast(y) {
+        return Ok(crate::ssim_op::ssim_mean(x, y)?);
+    }
+    ssim_tensor_composed(x, y)
+}
+
+/// [`ssim_tensor`] composed from candle ops (any device and dtype).
+pub(crate) fn ssim_tensor_composed(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (x, y) = (x.affine(0.5, 0.5)?, y.affine(0.5, 0.5)?);
     let size = SSIM_WINDOW.min(h).min(w);
