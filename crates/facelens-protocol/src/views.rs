@@ -26,7 +26,8 @@ enum Source {
     Patch(&'static str),
     /// Spearman correlation at the last cascading step ("all layers randomised").
     Sanity,
-    /// Seconds per explanation, from every `eval xfv` file.
+    /// Seconds per explanation, from every `eval xfv` file: per pair, the mean over the files
+    /// that explained it (a pair served from `--maps` repeats the seconds of its explanation).
     Seconds,
 }
 
@@ -60,7 +61,7 @@ pub const COLUMNS: [Column; 13] = [
     col("s / expl.", "seconds_per_explanation", false, Source::Seconds),
 ];
 
-/// Per column, per method, per pair (its pair-list line, or folder and line for seconds): a value.
+/// Per column, per method, per pair (its pair-list line): a value.
 pub type Values = Vec<BTreeMap<String, BTreeMap<String, f64>>>;
 
 /// Reads every per-pair file under `root`; `patch_dir` names the patch folder (`patch`, or e.g.
@@ -70,6 +71,7 @@ pub fn load(root: &Path, patch_dir: &str) -> Result<Values> {
         return Err(Error::invalid(root, "not a folder of per-pair files"));
     }
     let mut values: Values = vec![BTreeMap::new(); COLUMNS.len()];
+    let mut seconds: BTreeMap<(String, u64), (f64, u32)> = BTreeMap::new();
     for (c, column) in COLUMNS.iter().enumerate() {
         let folders = match column.source {
             Source::Xfv(folder, ..) => vec![folder],
@@ -92,7 +94,8 @@ pub fn load(root: &Path, patch_dir: &str) -> Result<Values> {
                         }
                         Source::Seconds => {
                             let v = number(row.get("seconds"), "seconds")?;
-                            values[c].entry(stem.clone()).or_default().insert(format!("{folder}:{line}"), v);
+                            let (sum, n) = seconds.entry((stem.clone(), line)).or_insert((0.0, 0));
+                            (*sum, *n) = (*sum + v, *n + 1);
                         }
                         Source::Sanity => {
                             let last = row.get("cascading").and_then(Value::as_array).and_then(|s| s.last());
@@ -114,6 +117,10 @@ pub fn load(root: &Path, patch_dir: &str) -> Result<Values> {
                 }
             }
         }
+    }
+    let c = COLUMNS.iter().position(|c| matches!(c.source, Source::Seconds)).expect("a seconds column");
+    for ((method, line), (sum, n)) in seconds {
+        values[c].entry(method).or_default().insert(line.to_string(), sum / f64::from(n));
     }
     Ok(values)
 }
@@ -289,6 +296,12 @@ mod tests {
         assert_eq!(cell(&v, col("patch PG"), "fggb"), Some((1.0, 1)));
         assert_eq!(cell(&v, col("patch PG"), "other"), Some((0.0, 1)));
         assert_eq!(cell(&v, col("s / expl."), "fggb"), Some((2.0, 3)));
+        // A pair in both the grey and the ROAD folder is one pair, its seconds averaged.
+        write(d, "xfv-road/fggb.jsonl", &[serde_json::json!({ "line": 1, "kind": "similarity", "seconds": 4.0, "deletion": 1.0, "insertion": 2.0 })]);
+        let v = load(d, "patch").unwrap();
+        assert_eq!(cell(&v, col("s / expl."), "fggb"), Some((7.0 / 3.0, 3)));
+        write(d, "xfv-road/fggb.jsonl", &[]);
+        let v = load(d, "patch").unwrap();
         assert_eq!(methods(&v, "fggb"), ["fggb", "other"]);
 
         let rows = intervals(&v, "fggb", 500, 0);
