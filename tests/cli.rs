@@ -416,6 +416,13 @@ fn eval_views_writes_the_table_intervals_and_tensorboard() {
     let events: Vec<_> = std::fs::read_dir(d.join("tensorboard")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(events.len(), 1, "one event file after two runs: {events:?}");
     assert!(!std::fs::read_dir(d).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tensorboard")));
+    // A suffix may start with a hyphen; a path is not a suffix.
+    let o = facelens(d, &["eval", "views", d.to_str().unwrap(), "--suffix", "-second"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("table-second.md").is_file() && d.join("tensorboard-second").is_dir());
+    let o = facelens(d, &["eval", "views", d.to_str().unwrap(), "--suffix", "../x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--suffix"), "{}", stderr(&o));
 
     // A broken file is named with its line; an empty folder is refused.
     std::fs::write(d.join("xfv-grey/random.jsonl"), row(1, 70.0) + "{\"kind\":\"similarity\"}\n").unwrap();

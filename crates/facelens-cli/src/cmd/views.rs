@@ -27,7 +27,7 @@ pub struct ViewsEvalArgs {
     #[arg(long, default_value = "patch")]
     pub patch: String,
     /// Appended to the names of what is written (`table<suffix>.md`, ..., `tensorboard<suffix>/`).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub suffix: String,
 }
 
