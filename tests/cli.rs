@@ -312,7 +312,8 @@ fn eval_views_print_their_json() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sanity");
-    let text = run(&["eval", "sanity", "--method", "random", "--limit", "1", "--groups", "3", "--json", "--out", out.to_str().unwrap()]);
+    let sanity_rows = dir.path().join("sanity-random.jsonl");
+    let text = run(&["eval", "sanity", "--method", "random", "--limit", "1", "--groups", "3", "--json", "--out", out.to_str().unwrap(), "--per-pair", sanity_rows.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!((v["method"].as_str(), v["pairs"].as_u64()), (Some("random"), Some(2)), "{v}");
     let cascading = v["cascading"].as_array().unwrap();
@@ -322,9 +323,11 @@ fn eval_views_print_their_json() {
     // The random baseline never reads the model: randomising it changes nothing.
     assert!(cascading.iter().chain(v["independent"].as_array().unwrap()).all(|s| s["spearman"].as_f64() == Some(1.0)), "{v}");
     assert!(out.join("sanity.png").is_file() && out.join("per-pair.jsonl").is_file());
+    assert_eq!(std::fs::read(&sanity_rows).unwrap(), std::fs::read(out.join("per-pair.jsonl")).unwrap());
 
     let out = dir.path().join("patch");
-    let text = run(&["eval", "patch", "--method", "random,score-gradient", "--limit", "2", "--json", "--out", out.to_str().unwrap()]);
+    let patch_rows = dir.path().join("patch-rows.jsonl");
+    let text = run(&["eval", "patch", "--method", "random,score-gradient", "--limit", "2", "--json", "--out", out.to_str().unwrap(), "--per-pair", patch_rows.to_str().unwrap()]);
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     for (v, m) in lines.iter().zip(["random", "score-gradient"]) {
@@ -334,6 +337,7 @@ fn eval_views_print_their_json() {
         }
     }
     assert_eq!(std::fs::read_dir(out.join("panels")).unwrap().count(), 2);
+    assert_eq!(std::fs::read(&patch_rows).unwrap(), std::fs::read(out.join("per-pair.jsonl")).unwrap());
 }
 
 /// `--maps DIR`: a pair explained once serves later runs with another fill, and a run served from

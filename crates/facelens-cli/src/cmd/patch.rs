@@ -61,6 +61,10 @@ pub struct PatchEvalArgs {
     /// Folder for `panels/*.png`, `result.json` and `per-pair.jsonl`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the per-pair results (JSON lines, as `per-pair.jsonl` of --out) to FILE: the
+    /// `DIR/patch/<name>.jsonl` that `facelens eval views DIR` reads.
+    #[arg(long, value_name = "FILE")]
+    pub per_pair: Option<PathBuf>,
     /// Print one JSON line per method.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +92,9 @@ pub fn run(a: PatchEvalArgs, device: &Device) -> Result<()> {
     }
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out.join("panels")).with_context(|| format!("cannot create --out {}", out.display()))?;
+    }
+    if let Some(p) = &a.per_pair {
+        crate::output::check_target(p)?;
     }
     let names: Vec<String> = if a.method == "all" {
         facelens_saliency::METHODS.iter().map(|m| m.to_string()).collect()
@@ -204,6 +211,9 @@ pub fn run(a: PatchEvalArgs, device: &Device) -> Result<()> {
     if let Some(out) = &a.out {
         crate::output::write_json(&out.join("result.json"), &summaries)?;
         crate::output::write_atomic(&out.join("per-pair.jsonl"), per_pair.as_bytes())?;
+    }
+    if let Some(p) = &a.per_pair {
+        crate::output::write_atomic(p, per_pair.as_bytes())?;
     }
     eprintln!("{n} patched pairs of {scanned} genuine pairs scanned in {:.1} s", t0.elapsed().as_secs_f64());
     for s in &summaries {

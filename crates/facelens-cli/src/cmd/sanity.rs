@@ -47,6 +47,10 @@ pub struct SanityEvalArgs {
     /// and `per-pair.jsonl`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the per-pair results (JSON lines, as `per-pair.jsonl` of --out) to FILE: the
+    /// `DIR/sanity/<method>.jsonl` that `facelens eval views DIR` reads.
+    #[arg(long, value_name = "FILE")]
+    pub per_pair: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -72,6 +76,9 @@ pub fn run(a: SanityEvalArgs, device: &Device) -> Result<()> {
     }
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create --out {}", out.display()))?;
+    }
+    if let Some(p) = &a.per_pair {
+        crate::output::check_target(p)?;
     }
     let named = named_explainer(&a.method)?;
     let (pairs, model, loader) = a.list.open(device)?;
@@ -152,6 +159,9 @@ pub fn run(a: SanityEvalArgs, device: &Device) -> Result<()> {
         }
         crate::output::write_json(&out.join("result.json"), &summary)?;
         crate::output::write_atomic(&out.join("per-pair.jsonl"), per_pair.as_bytes())?;
+    }
+    if let Some(p) = &a.per_pair {
+        crate::output::write_atomic(p, per_pair.as_bytes())?;
     }
     let wall = t0.elapsed().as_secs_f64();
     eprintln!("{} pairs in {wall:.1} s ({:.2} s per pair), {} layer groups", chosen.len(), wall / chosen.len() as f64, groups.len());
