@@ -48,9 +48,19 @@ pub struct CurveKey {
 
 impl CurveKey {
     pub fn digest(&self) -> String {
-        let json = serde_json::to_vec(self).expect("a key of plain fields serialises");
-        hex(&Sha256::digest(json))
+        digest_of(self)
     }
+}
+
+/// sha256 of a key's JSON: the name it is stored under.
+fn digest_of(key: &impl Serialize) -> String {
+    let json = serde_json::to_vec(key).expect("a key of plain fields serialises");
+    hex(&Sha256::digest(json))
+}
+
+/// `<dir>/<first 2 hex digits>/<digest>.<ext>`: where every store keeps an entry.
+fn entry_path(dir: &Path, digest: &str, ext: &str) -> PathBuf {
+    dir.join(&digest[..2]).join(format!("{digest}.{ext}"))
 }
 
 /// One stored entry: the key is kept beside the curves so a lookup can check it.
@@ -77,7 +87,7 @@ impl CurveCache {
     }
 
     fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(&digest[..2]).join(format!("{digest}.json"))
+        entry_path(&self.dir, digest, "json")
     }
 
     /// The curves stored under `key`, if any. An entry that cannot be read back or holds another
@@ -118,8 +128,7 @@ pub struct MapKey {
 
 impl MapKey {
     pub fn digest(&self) -> String {
-        let json = serde_json::to_vec(self).expect("a key of plain fields serialises");
-        hex(&Sha256::digest(json))
+        digest_of(self)
     }
 }
 
@@ -150,7 +159,7 @@ impl MapCache {
     }
 
     fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(&digest[..2]).join(format!("{digest}.safetensors"))
+        entry_path(&self.dir, digest, "safetensors")
     }
 
     /// The maps stored under `key`, if any, with `height` x `width` maps. An entry that cannot be
