@@ -87,6 +87,12 @@ fn randomising_every_layer_decorrelates_gradient_maps() {
         // both change the map.
         assert!(r.cascading[0].spearman < 0.95, "dense randomised: {}", r.cascading[0].spearman);
         last.push(r.cascading[2].spearman);
+        // One group (`--groups 1`) is the cascade's last step alone: the same network, the same maps.
+        let all = net.layer_groups(1);
+        assert_eq!((all.len(), all[0].ops.len()), (1, groups.iter().map(|g| g.ops.len()).sum::<usize>()));
+        let one = pair_sanity(&engine, &net, &all, &make, &ScoreGradient, pair, 0.0, MapKind::Similarity).expect("sanity");
+        assert_eq!((one.cascading[0], one.independent[0]), (r.cascading[2], r.cascading[2]));
+        assert_eq!(step_names(&all).0, [ALL_LAYERS]);
     }
     let mean = last.iter().sum::<f64>() / last.len() as f64;
     assert!(mean.abs() < 0.1, "all layers randomised: mean spearman {mean} ({last:?})");

@@ -40,7 +40,8 @@ pub struct SanityEvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Layer groups (cascade steps), 1..=32: every stage (output resolution) is a group of its own,
-    /// and long stages are split until there are this many (w600k_mbf has 5 stages).
+    /// and long stages are split until there are this many (w600k_mbf has 5 stages); 1 = only the
+    /// network with every layer randomised (the cascade's last step, two explanations per pair)
     #[arg(long, default_value_t = sanity::GROUPS)]
     pub groups: usize,
     /// Folder for `sanity.png` (the first pair's maps as layers are randomised), `result.json`

@@ -46,8 +46,14 @@ impl Net {
     /// The learnt layers in groups, **output side first** (the cascade's order): the dense head,
     /// then stages by output resolution from the deepest, long stages split into contiguous parts
     /// until there are `target` groups. Stages are never merged, so there are at least as many
-    /// groups as stages.
+    /// groups as stages, except for `target` ≤ 1: one group of every learnt layer, the cascade's
+    /// last step alone (each layer's weights are drawn from their own stream, so that network is
+    /// the same as the last step of any longer cascade).
     pub fn layer_groups(&self, target: usize) -> Vec<LayerGroup> {
+        if target <= 1 {
+            let ops: Vec<usize> = (0..self.ops.len()).filter(|&i| self.learnt(i)).collect();
+            return if ops.is_empty() { Vec::new() } else { vec![LayerGroup { name: "all".to_string(), ops }] };
+        }
         // Stages in graph order: (name, ops); the dense head is a stage of its own.
         let mut stages: Vec<(String, Vec<usize>)> = Vec::new();
         for i in (0..self.ops.len()).filter(|&i| self.learnt(i)) {
