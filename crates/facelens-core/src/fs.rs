@@ -154,6 +154,24 @@ pub fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`read`] refusing files over `max` bytes before allocating for them (and reading no more than
+/// `max + 1` bytes should the file grow meanwhile).
+pub fn read_at_most(path: impl AsRef<Path>, max: u64) -> io::Result<Vec<u8>> {
+    let path = path.as_ref();
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    let too_big = |n: u64| io::Error::new(io::ErrorKind::InvalidData, format!("{} is {n} bytes, more than the {max} expected", path.display()));
+    if len > max {
+        return Err(too_big(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// [`std::fs::read_to_string`] for regular files only; see [`open_regular`].
 pub fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
     String::from_utf8(read(path)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
@@ -243,6 +261,19 @@ mod tests {
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn read_at_most_refuses_larger_files_before_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        std::fs::write(&p, b"12345").unwrap();
+        assert_eq!(read_at_most(&p, 5).unwrap(), b"12345");
+        let e = read_at_most(&p, 4).unwrap_err();
+        assert!(e.to_string().contains("a.bin") && e.to_string().contains("5 bytes"), "{e}");
+        std::fs::File::options().append(true).open(&p).unwrap().set_len(1 << 40).unwrap();
+        assert!(read_at_most(&p, 1 << 20).is_err());
+        assert!(read_at_most(dir.path(), 10).is_err(), "a folder is refused");
     }
 
     #[test]

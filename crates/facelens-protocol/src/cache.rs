@@ -23,6 +23,12 @@ use facelens_saliency::SaliencyMaps;
 /// curves of older code are never served.
 pub const CACHE_VERSION: u32 = 1;
 
+/// Largest curve entry read back (a pair's curves at `--step 1` are tens of kilobytes).
+const MAX_CURVE_ENTRY: u64 = 4 << 20;
+
+/// Room for a map entry's safetensors header (tensor table and the key as metadata).
+const MAX_MAP_HEADER: usize = 64 << 10;
+
 /// Everything a pair's curves under one method depend on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurveKey {
@@ -93,7 +99,7 @@ impl CurveCache {
     /// The curves stored under `key`, if any. An entry that cannot be read back or holds another
     /// key counts as absent (it is rewritten by the next [`CurveCache::put`]).
     pub fn get(&self, key: &CurveKey) -> Option<MethodCurves> {
-        let bytes = std::fs::read(self.path(&key.digest())).ok()?;
+        let bytes = facelens_core::fs::read_at_most(self.path(&key.digest()), MAX_CURVE_ENTRY).ok()?;
         let entry: Entry = serde_json::from_slice(&bytes).ok()?;
         (entry.key == *key).then_some(entry.curves)
     }
@@ -166,7 +172,9 @@ impl MapCache {
     /// read back, holds another key or maps of another size counts as absent (it is rewritten by
     /// the next [`MapCache::put`]).
     pub fn get(&self, key: &MapKey, height: usize, width: usize) -> Option<StoredMaps> {
-        let bytes = std::fs::read(self.path(&key.digest())).ok()?;
+        // Four f32 maps and a header of a few hundred bytes: anything much larger is not ours.
+        let max = (MAP_NAMES.len() * height * width * 4 + MAX_MAP_HEADER) as u64;
+        let bytes = facelens_core::fs::read_at_most(self.path(&key.digest()), max).ok()?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
         let meta: MapMeta = serde_json::from_str(header.metadata().as_ref()?.get(MAP_META)?).ok()?;
         if meta.key != *key || !meta.seconds.is_finite() {
@@ -309,6 +317,12 @@ mod tests {
         // A damaged entry is a miss, and the next put repairs it.
         let path = cache.path(&key.digest());
         std::fs::write(&path, b"\x08\0\0\0\0\0\0\0{}").expect("damage");
+        assert_eq!(cache.get(&key, h, w), None);
+        cache.put(&key, &stored).expect("put");
+        assert_eq!(cache.get(&key, h, w), Some(stored.clone()));
+        // An entry far larger than four maps is not read: a miss, without allocating for it.
+        let huge = std::fs::File::options().append(true).open(&path).expect("open");
+        huge.set_len(1 << 40).expect("sparse file");
         assert_eq!(cache.get(&key, h, w), None);
         cache.put(&key, &stored).expect("put");
         assert_eq!(cache.get(&key, h, w), Some(stored));
